@@ -1,0 +1,5 @@
+import sys
+
+from edgesleep.cli import main
+
+sys.exit(main())

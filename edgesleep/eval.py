@@ -1,0 +1,45 @@
+"""Held-out accuracy through the public API, per question kind and per number of passes.
+
+Exactly as TASKS.md's evaluators do it: feed the context, sleep (the last partial window is
+consolidated and the cache cleared), then ask each question on its own with `answer`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edgesleep.runtime import Runtime
+from edgesleep.tasks import get_task
+
+
+def evaluate(model_dir: str | Path, passes: list[int], examples: int = 100, seed: int = 1234,
+             task: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+    """{"task", "examples", "seed", "accuracy": {N: {kind: acc}}, "counts": {kind: n}}."""
+    rt = Runtime(model_dir)
+    name = task or rt.config.task["name"]
+    if name != rt.config.task["name"]:
+        raise ValueError(f"{model_dir} was trained for {rt.config.task['name']!r}, not {name!r}")
+    module = get_task(name)
+    rng = np.random.default_rng(seed)
+    data = [module.sample(rng) for _ in range(examples)]
+    acc, counts = {}, {}
+    done, total = 0, len(passes) * len(data)
+    for n in passes:
+        rt.passes = n
+        right: dict[str, int] = {}
+        counts = {}
+        for ex in data:
+            rt.reset()
+            rt.feed(ex.context)
+            rt.sleep()
+            for q in ex.questions:
+                right[q.kind] = right.get(q.kind, 0) + (rt.answer(q.text) == q.answer)
+                counts[q.kind] = counts.get(q.kind, 0) + 1
+            done += 1
+            if progress:
+                progress(done, total)
+        acc[n] = {k: right[k] / counts[k] for k in sorted(counts)}
+    rt.close()
+    return {"task": name, "examples": examples, "seed": seed, "accuracy": acc, "counts": counts}

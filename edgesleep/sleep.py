@@ -1,0 +1,38 @@
+"""Sleep: consolidation of one window into the fast weights, a function of (window, S) -> S.
+
+Pass 1 is the wake pass itself: the wake steps already left S^1 (the ordinary hybrid's state)
+and the features h^1 in the window, so a light sleep (N = 1) costs nothing. Each further pass
+reads the previous pass's features, carries S over, and starts with an empty attention cache
+and a zero conv state. Only S survives the window.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from edgesleep.state import FastWeights, Window
+
+
+@dataclass(frozen=True)
+class SleepCost:
+    tokens: int
+    passes: int
+    cpu_s: float
+    wall_s: float
+
+    @property
+    def cpu_s_per_token_pass(self) -> float:
+        """CPU seconds per token for each pass beyond the free first one."""
+        return self.cpu_s / (self.tokens * (self.passes - 1)) if self.tokens and self.passes > 1 else 0.0
+
+
+def sleep(backend, window: Window, fast: FastWeights, passes: int) -> tuple[FastWeights, SleepCost]:
+    """Bring `window` to depth `passes`. `fast` is the state the window's wake pass left (S^1)."""
+    if passes < 1:
+        raise ValueError(f"passes must be >= 1, got {passes}")
+    wall, cpu = time.perf_counter(), time.process_time()
+    h, mask = window.features, window.mask()
+    for _ in range(passes - 1):
+        h, fast = backend.sleep_pass(h, mask, fast)
+    cost = SleepCost(window.pos, passes, time.process_time() - cpu, time.perf_counter() - wall)
+    return fast, cost

@@ -1,0 +1,65 @@
+"""The runtime's state types: the fast weights, which persist, and the window, which does not."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgesleep.config import ModelArgs
+
+
+@dataclass
+class FastWeights:
+    """The GDN state S of every GDN layer, keyed by layer index: (H, dv, dk) float32 each."""
+
+    S: dict[int, np.ndarray]
+
+    @classmethod
+    def zeros(cls, a: ModelArgs) -> "FastWeights":
+        shape = (a.gdn_heads, a.gdn_head_dim, a.gdn_head_dim)
+        return cls({i: np.zeros(shape, np.float32) for i in a.gdn_layers})
+
+    def copy(self) -> "FastWeights":
+        return FastWeights({i: s.copy() for i, s in self.S.items()})
+
+    def is_finite(self) -> bool:
+        return all(np.isfinite(s).all() for s in self.S.values())
+
+
+@dataclass
+class Window:
+    """Everything that lives only until the next eviction: the tokens of the window, the
+    attention cache (L slots), the conv state, and the pass-1 features h that the wake steps
+    computed (the input of sleep pass 2)."""
+
+    tokens: list[int]
+    kv: dict[int, tuple[np.ndarray, np.ndarray]]
+    conv: dict[int, np.ndarray]
+    features: np.ndarray
+    length: int = field(init=False)
+
+    def __post_init__(self):
+        self.length = self.features.shape[0]
+
+    @classmethod
+    def empty(cls, a: ModelArgs) -> "Window":
+        kv = {i: (np.zeros((a.attn_heads, a.window, a.attn_head_dim), np.float32),
+                  np.zeros((a.attn_heads, a.window, a.attn_head_dim), np.float32)) for i in a.attn_layers}
+        conv = {i: np.zeros((a.conv_channels, a.conv_kernel - 1), np.float32) for i in a.gdn_layers}
+        return cls([], kv, conv, np.zeros((a.window, a.d_model), np.float32))
+
+    @property
+    def pos(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def full(self) -> bool:
+        return self.pos == self.length
+
+    def mask(self) -> np.ndarray:
+        return (np.arange(self.length) < self.pos).astype(np.float32)
+
+    def copy(self) -> "Window":
+        w = Window(list(self.tokens), {i: (k.copy(), v.copy()) for i, (k, v) in self.kv.items()},
+                   {i: c.copy() for i, c in self.conv.items()}, self.features.copy())
+        return w

@@ -1,0 +1,32 @@
+"""The benchmark tasks of TASKS.md: generators that write exactly its text formats.
+
+A task yields `Example`s: a context to feed (and consolidate), then questions asked one by
+one from the consolidated state, each with its one-token answer and a kind that the
+evaluation reports separately (e.g. "1-hop", "2-hop", "move").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    answer: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Example:
+    context: str
+    questions: list[Question] = field(default_factory=list)
+
+
+def get_task(name: str):
+    """The task module for `name` (each has VOCAB, KINDS and sample(rng, **params))."""
+    from edgesleep.tasks import facts
+
+    tasks = {"facts": facts}
+    if name not in tasks:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(sorted(tasks))}")
+    return tasks[name]

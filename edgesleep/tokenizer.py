@@ -1,0 +1,45 @@
+"""Word-level tokenizers over a task's vocabulary (TASKS.md: split on whitespace only)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import WhitespaceSplit
+
+SPECIALS = ["<pad>", "<unk>"]
+
+
+class Tokenizer:
+    """Thin wrapper over a `tokenizers` word-level model: text <-> ids."""
+
+    def __init__(self, hf: HFTokenizer):
+        self.hf = hf
+        self.vocab = hf.get_vocab()
+        self.words = {i: w for w, i in self.vocab.items()}
+        self.pad_id = self.vocab["<pad>"]
+        self.unk_id = self.vocab["<unk>"]
+        self.special_ids = [self.vocab[s] for s in SPECIALS]
+
+    @classmethod
+    def from_words(cls, words: list[str]) -> "Tokenizer":
+        vocab = {w: i for i, w in enumerate(SPECIALS + [w for w in words if w not in SPECIALS])}
+        hf = HFTokenizer(WordLevel(vocab, unk_token="<unk>"))
+        hf.pre_tokenizer = WhitespaceSplit()
+        return cls(hf)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Tokenizer":
+        return cls(HFTokenizer.from_file(str(path)))
+
+    def save(self, path: str | Path) -> None:
+        self.hf.save(str(path))
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(self.words[i] for i in ids)

@@ -1,0 +1,266 @@
+"""The edgesleep reference model: a hybrid of gated attention and Gated DeltaNet, in torch.
+
+It follows llama.cpp's `qwen35` layer by layer (see shared/notes/llama-cpp-qwen35.md) so that
+the same weights run in ONNX and GGUF:
+- block: h = x + mixer(rms(x)); x' = h + swiglu(rms(h)); a final rms norm; tied embeddings.
+- attention: q carries a per-head output gate, q/k get RMSNorm, NeoX RoPE, out * sigmoid(gate).
+- GDN: a depthwise causal conv over [q|k|v] then SiLU, L2-normalised q and k,
+  S <- exp(g) S;  S <- S + beta (v - S k) k^T;  o = S q / sqrt(dk),
+  then RMSNorm per head * silu(z).
+
+Sleep (the paper's offline recurrence) is `Model.window` applied N times: the residual stream
+before the final norm of one pass is the input of the next, and the GDN states S carry over.
+Every call of `window` starts with an empty attention cache and a zero conv state.
+"""
+from __future__ import annotations
+
+import math
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgesleep.config import ModelArgs
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+
+def l2_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    # ggml_l2_norm: x / max(||x||, eps)
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
+    """NeoX-style rotary embedding over the last dim; x (..., T, hd), pos (T,)."""
+    half = x.shape[-1] // 2
+    inv = base ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
+    ang = pos.to(torch.float32)[:, None] * inv[None, :]
+    cos, sin = ang.cos(), ang.sin()
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rms_norm(x, self.weight, self.eps)
+
+
+class Attention(nn.Module):
+    """qwen35 gated full attention (attn_q holds [q_h, gate_h] per head)."""
+
+    def __init__(self, a: ModelArgs):
+        super().__init__()
+        self.h, self.hd, self.base = a.attn_heads, a.attn_head_dim, a.rope_base
+        self.q = nn.Linear(a.d_model, 2 * self.h * self.hd, bias=False)
+        self.k = nn.Linear(a.d_model, self.h * self.hd, bias=False)
+        self.v = nn.Linear(a.d_model, self.h * self.hd, bias=False)
+        self.o = nn.Linear(self.h * self.hd, a.d_model, bias=False)
+        self.q_norm = RMSNorm(self.hd, a.norm_eps)
+        self.k_norm = RMSNorm(self.hd, a.norm_eps)
+
+    def _qkv(self, x: torch.Tensor, pos: torch.Tensor):
+        """x (B, T, d) -> q, k, v (B, H, T, hd) with RoPE at `pos`, and gate (B, T, H*hd)."""
+        B, T, _ = x.shape
+        qg = self.q(x).view(B, T, self.h, 2 * self.hd)
+        q, gate = qg[..., : self.hd], qg[..., self.hd:]
+        k = self.k(x).view(B, T, self.h, self.hd)
+        v = self.v(x).view(B, T, self.h, self.hd)
+        q = rope(self.q_norm(q).transpose(1, 2), pos, self.base)
+        k = rope(self.k_norm(k).transpose(1, 2), pos, self.base)
+        return q, k, v.transpose(1, 2), gate.reshape(B, T, self.h * self.hd)
+
+    def _out(self, att: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        B, _, T, _ = att.shape
+        return self.o(att.transpose(1, 2).reshape(B, T, -1) * torch.sigmoid(gate))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """A whole window, causal, from an empty cache."""
+        q, k, v, gate = self._qkv(x, torch.arange(x.shape[1], device=x.device))
+        return self._out(F.scaled_dot_product_attention(q, k, v, is_causal=True), gate)
+
+    def step(self, x: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor):
+        """One token at slot `pos` of an L-slot cache (H, L, hd); returns (y, k_cache, v_cache)."""
+        q, k, v, gate = self._qkv(x, pos)
+        slots = torch.arange(k_cache.shape[1], device=x.device)
+        here = (slots == pos)[None, :, None]
+        k_cache = torch.where(here, k[0], k_cache)
+        v_cache = torch.where(here, v[0], v_cache)
+        visible = (slots <= pos)[None, None, :]
+        scores = (q[0] @ k_cache.transpose(-1, -2)) / math.sqrt(self.hd)
+        att = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1) @ v_cache
+        return self._out(att[None], gate), k_cache, v_cache
+
+
+class GatedDeltaNet(nn.Module):
+    """qwen35's GDN mixer. Its state S (H, dv, dk) per sequence is the fast weights."""
+
+    def __init__(self, a: ModelArgs):
+        super().__init__()
+        self.h, self.dk, self.K, self.eps = a.gdn_heads, a.gdn_head_dim, a.conv_kernel, a.norm_eps
+        self.C = 3 * self.h * self.dk
+        self.qkv = nn.Linear(a.d_model, self.C, bias=False)
+        self.gate = nn.Linear(a.d_model, self.h * self.dk, bias=False)  # z
+        self.beta = nn.Linear(a.d_model, self.h, bias=False)
+        self.alpha = nn.Linear(a.d_model, self.h, bias=False)
+        self.dt_bias = nn.Parameter(torch.full((self.h,), -6.0))  # slow decay at init
+        self.A_log = nn.Parameter(torch.zeros(self.h))
+        self.conv = nn.Parameter(torch.randn(self.C, self.K) / math.sqrt(self.K))  # oldest tap first
+        self.norm = RMSNorm(self.dk, a.norm_eps)
+        self.out = nn.Linear(self.h * self.dk, a.d_model, bias=False)
+
+    def _gates(self, x: torch.Tensor):
+        """beta and the log forget gate g (both (B, T, H))."""
+        beta = torch.sigmoid(self.beta(x))
+        g = -torch.exp(self.A_log) * F.softplus(self.alpha(x) + self.dt_bias)
+        return beta, g
+
+    def _split(self, mixed: torch.Tensor):
+        """Post-conv channels (B, T, C) -> q, k, v (B, H, T, dk) with q, k L2-normalised."""
+        B, T, _ = mixed.shape
+        q, k, v = mixed.view(B, T, 3, self.h, self.dk).permute(2, 0, 3, 1, 4)
+        return l2_norm(q, self.eps), l2_norm(k, self.eps), v
+
+    def _out(self, o: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        B, _, T, _ = o.shape
+        o = self.norm(o.transpose(1, 2)).reshape(B, T, -1)
+        return self.out(o * F.silu(self.gate(x)))
+
+    def forward(self, x: torch.Tensor, S: torch.Tensor, mask: torch.Tensor | None = None,
+                chunkwise: bool = True):
+        """A whole window from a zero conv state. S (B, H, dv, dk). mask (B, T): 0 = padding,
+        which leaves S untouched. Returns (y, S)."""
+        T = x.shape[1]
+        pre = F.pad(self.qkv(x).transpose(1, 2), (self.K - 1, 0))
+        mixed = F.silu(F.conv1d(pre, self.conv[:, None, :], groups=self.C)).transpose(1, 2)
+        q, k, v = self._split(mixed)
+        beta, g = self._gates(x)
+        if mask is not None:
+            beta, g = beta * mask[..., None], g * mask[..., None]
+        beta, g = beta.transpose(1, 2), g.transpose(1, 2)  # (B, H, T)
+        if chunkwise:
+            o, S = delta_rule_chunk(q, k, v, beta, g, S)
+        else:
+            outs = []
+            for t in range(T):
+                S, o_t = delta_step(S, q[:, :, t], k[:, :, t], v[:, :, t], beta[:, :, t], g[:, :, t])
+                outs.append(o_t)
+            o = torch.stack(outs, dim=2)
+        return self._out(o / math.sqrt(self.dk), x), S
+
+    def step(self, x: torch.Tensor, S: torch.Tensor, conv_state: torch.Tensor):
+        """One token. x (1, 1, d), S (H, dv, dk), conv_state (C, K-1) raw rows, oldest first."""
+        pre = self.qkv(x)[0, 0]
+        taps = torch.cat([conv_state, pre[:, None]], dim=1)  # (C, K)
+        mixed = F.silu((taps * self.conv).sum(-1))
+        q, k, v = self._split(mixed[None, None])
+        beta, g = self._gates(x)
+        S, o = delta_step(S[None], q[:, :, 0], k[:, :, 0], v[:, :, 0], beta[:, 0], g[:, 0])
+        return self._out(o[:, :, None] / math.sqrt(self.dk), x), S[0], taps[:, 1:]
+
+
+def delta_step(S, q, k, v, beta, g):
+    """One step of the gated delta rule, as llama.cpp's CPU kernel does it.
+    S (B, H, dv, dk); q, k, v (B, H, d); beta, g (B, H). Returns (S, S q) (unscaled read)."""
+    S = S * torch.exp(g)[..., None, None]
+    d = beta[..., None] * (v - (S @ k[..., None])[..., 0])
+    S = S + d[..., :, None] * k[..., None, :]
+    return S, (S @ q[..., None])[..., 0]
+
+
+def delta_rule_chunk(q, k, v, beta, g, S0):
+    """The same recurrence over a whole chunk at once (WY/UT form), for training.
+    q, k, v (B, H, T, d); beta, g (B, H, T); S0 (B, H, dv, dk). Returns (S_t q_t for all t, S_T).
+
+    With G_t = cumsum(g) and deltas d_t = beta_t (v_t - exp(g_t) S_{t-1} k_t):
+      (I + A) D = beta V - beta exp(G) K S0^T,  A_ts = beta_t exp(G_t - G_s) k_t.k_s (s < t)
+      O = exp(G) Q S0^T + (exp(G_t - G_s) q_t.k_s)_{s<=t} D
+      S_T = exp(G_T) S0 + D^T (exp(G_T - G) K)
+    """
+    T = q.shape[2]
+    G = torch.cumsum(g, dim=-1)
+    diff = G[..., :, None] - G[..., None, :]
+    lower = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    decay = torch.where(lower, diff, torch.full_like(diff, -torch.inf)).exp()  # (B, H, T, T)
+    strict = decay.masked_fill(torch.eye(T, dtype=torch.bool, device=q.device), 0.0)
+    A = beta[..., None] * strict * (k @ k.transpose(-1, -2))
+    eye = torch.eye(T, dtype=q.dtype, device=q.device)
+    rhs = beta[..., None] * (v - G.exp()[..., None] * (k @ S0.transpose(-1, -2)))
+    D = torch.linalg.solve_triangular(eye + A, rhs, upper=False, unitriangular=True)
+    o = G.exp()[..., None] * (q @ S0.transpose(-1, -2)) + (decay * (q @ k.transpose(-1, -2))) @ D
+    w = (G[..., -1:] - G).exp()[..., None] * k
+    S = G[..., -1].exp()[..., None, None] * S0 + D.transpose(-1, -2) @ w
+    return o, S
+
+
+class MLP(nn.Module):
+    def __init__(self, a: ModelArgs):
+        super().__init__()
+        self.gate = nn.Linear(a.d_model, a.ffn_dim, bias=False)
+        self.up = nn.Linear(a.d_model, a.ffn_dim, bias=False)
+        self.down = nn.Linear(a.ffn_dim, a.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, a: ModelArgs, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.attn_norm = RMSNorm(a.d_model, a.norm_eps)
+        self.mixer = GatedDeltaNet(a) if kind == "gdn" else Attention(a)
+        self.mlp_norm = RMSNorm(a.d_model, a.norm_eps)
+        self.mlp = MLP(a)
+
+    def ffn(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.mlp(self.mlp_norm(h))
+
+
+class Model(nn.Module):
+    def __init__(self, a: ModelArgs):
+        super().__init__()
+        self.args = a
+        self.embed = nn.Embedding(a.vocab_size, a.d_model)
+        self.blocks = nn.ModuleList([Block(a, kind) for kind in a.layer_types])
+        self.norm = RMSNorm(a.d_model, a.norm_eps)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        for name, p in self.named_parameters():
+            if name.endswith(("mixer.o.weight", "mixer.out.weight", "mlp.down.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * len(a.layer_types)))
+
+    def empty_state(self, batch: int) -> list[torch.Tensor]:
+        a = self.args
+        return [torch.zeros(batch, a.gdn_heads, a.gdn_head_dim, a.gdn_head_dim) for _ in a.gdn_layers]
+
+    def window(self, h: torch.Tensor, S: list[torch.Tensor], mask: torch.Tensor | None = None,
+               chunkwise: bool = True):
+        """One pass over a window. h (B, T, d): token embeddings for pass 1, the previous
+        pass's output after. Returns (features before the final norm, new S per GDN layer)."""
+        S, new = list(S), []
+        for block in self.blocks:
+            x = block.attn_norm(h)
+            if block.kind == "gdn":
+                y, s = block.mixer(x, S.pop(0), mask, chunkwise)
+                new.append(s)
+            else:
+                y = block.mixer(x)
+            h = block.ffn(h + y)
+        return h, new
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.norm(h) @ self.embed.weight.T
+
+    def sleep(self, tokens: torch.Tensor, S: list[torch.Tensor], passes: int,
+              mask: torch.Tensor | None = None, chunkwise: bool = True):
+        """Consolidate one window: N passes, S carried over, features fed back. Returns
+        (last features, S)."""
+        h = self.embed(tokens)
+        for _ in range(passes):
+            h, S = self.window(h, S, mask, chunkwise)
+        return h, S

@@ -1,0 +1,92 @@
+"""Export the two ONNX graphs of a model directory.
+
+- `model.onnx`, the wake step: one token at slot `pos` of the window.
+    token (1,), pos (1,), S.<i> (H, dv, dk), conv.<i> (C, K-1), k.<j>/v.<j> (H, L, hd)
+    -> logits (V,), h (d,), and the same states suffixed `.new`.
+- `sleep.onnx`, one sleep pass over a whole window (slots with mask 0 are padding):
+    h (L, d), mask (L,), S.<i> -> h.new (L, d), S.<i>.new
+
+i indexes GDN layers and j attention layers by their position in the stack. The fast weights
+S and everything else that outlives one call stay outside the graphs.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from export.model import Model
+
+
+def state_names(model: Model) -> list[str]:
+    a = model.args
+    names = []
+    for i in range(len(a.layer_types)):
+        names += [f"S.{i}", f"conv.{i}"] if i in a.gdn_layers else [f"k.{i}", f"v.{i}"]
+    return names
+
+
+class WakeStep(nn.Module):
+    def __init__(self, model: Model):
+        super().__init__()
+        self.m = model
+
+    def forward(self, token, pos, *states):
+        m, states, new = self.m, list(states), []
+        h = m.embed(token)[None]  # (1, 1, d)
+        for block in m.blocks:
+            a, b = states.pop(0), states.pop(0)
+            x = block.attn_norm(h)
+            if block.kind == "gdn":
+                y, a, b = block.mixer.step(x, a, b)
+            else:
+                y, a, b = block.mixer.step(x, pos, a, b)
+            new += [a, b]
+            h = block.ffn(h + y)
+        return (m.logits(h)[0, 0], h[0, 0], *new)
+
+
+class SleepPass(nn.Module):
+    def __init__(self, model: Model):
+        super().__init__()
+        self.m = model
+
+    def forward(self, h, mask, *S):
+        h, S = self.m.window(h[None], [s[None] for s in S], mask[None], chunkwise=False)
+        return (h[0], *[s[0] for s in S])
+
+
+def example_states(model: Model) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Zero wake states and zero fast weights of the right shapes."""
+    a = model.args
+    wake = []
+    for i in range(len(a.layer_types)):
+        if i in a.gdn_layers:
+            wake += [torch.zeros(a.gdn_heads, a.gdn_head_dim, a.gdn_head_dim),
+                     torch.zeros(a.conv_channels, a.conv_kernel - 1)]
+        else:
+            # two distinct tensors: the exporter would merge one object passed twice into one input
+            wake += [torch.zeros(a.attn_heads, a.window, a.attn_head_dim) for _ in "kv"]
+    return wake, [s[0] for s in model.empty_state(1)]
+
+
+def export_onnx(model: Model, out_dir: Path) -> None:
+    model.eval()
+    a = model.args
+    wake_states, S = example_states(model)
+    names = state_names(model)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            WakeStep(model), (torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long), *wake_states),
+            str(out_dir / "model.onnx"), input_names=["token", "pos", *names],
+            output_names=["logits", "h", *[n + ".new" for n in names]], dynamo=True,
+            external_data=False, verbose=False)
+        s_names = [f"S.{i}" for i in a.gdn_layers]
+        torch.onnx.export(
+            SleepPass(model), (torch.zeros(a.window, a.d_model), torch.ones(a.window), *S),
+            str(out_dir / "sleep.onnx"), input_names=["h", "mask", *s_names],
+            output_names=["h.new", *[n + ".new" for n in s_names]], dynamo=True,
+            external_data=False, verbose=False)

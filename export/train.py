@@ -1,0 +1,214 @@
+"""Train a sleep model with the paper's Algorithm 1. A plain loop; resumable.
+
+    python -m export.train --task facts --out runs/facts --steps 4000 --passes 1
+    python -m export.train --task facts --out runs/facts-any --init runs/facts --passes 1-4
+
+Each example's context is cut into windows of L tokens (the last one partial, padded and
+masked). Every context window gets N passes (S carried over, features fed back); each question
+is then one pass from the consolidated S, with cross-entropy on its one answer token.
+`--passes 1-4` samples N per window ("anytime sleep"). Checkpoints (safetensors) and a JSON-lines
+log go to --out; rerunning the same command resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from edgesleep.tasks import get_task
+from edgesleep.tokenizer import Tokenizer
+from edgesleep.config import ModelArgs
+from export.model import Model
+
+
+def parse_passes(spec: str) -> tuple[int, int]:
+    lo, _, hi = spec.partition("-")
+    return int(lo), int(hi or lo)
+
+
+def batch_params(task, rng: np.random.Generator) -> dict:
+    """One size per batch (e.g. one P for facts) keeps padding small; over many batches the
+    sizes still cover the task's whole default range."""
+    return {k: (v, v) for k, (lo, hi) in task.DEFAULTS.items() for v in [int(rng.integers(lo, hi + 1))]}
+
+
+def make_batch(task, tok: Tokenizer, rng: np.random.Generator, batch: int, L: int, params: dict):
+    """Tensors for one batch: context windows (B, W, L) with a mask, questions (B*Q, T), the
+    index of each question's last token, and the answer ids."""
+    examples = [task.sample(rng, **params) for _ in range(batch)]
+    ctx = [tok.encode(e.context) for e in examples]
+    W = max(math.ceil(len(c) / L) for c in ctx)
+    tokens = torch.full((batch, W * L), tok.pad_id)
+    mask = torch.zeros(batch, W * L)
+    for b, c in enumerate(ctx):
+        tokens[b, : len(c)] = torch.tensor(c)
+        mask[b, : len(c)] = 1
+    qs = [tok.encode(q.text) for e in examples for q in e.questions]
+    T = max(map(len, qs))
+    q_tokens = torch.full((len(qs), T), tok.pad_id)
+    for i, q in enumerate(qs):
+        q_tokens[i, : len(q)] = torch.tensor(q)
+    return {
+        "tokens": tokens.view(batch, W, L), "mask": mask.view(batch, W, L),
+        "q_tokens": q_tokens, "q_last": torch.tensor([len(q) - 1 for q in qs]),
+        "answers": torch.tensor([tok.vocab[q.answer] for e in examples for q in e.questions]),
+        "per_example": len(examples[0].questions),
+        "kinds": [q.kind for e in examples for q in e.questions],
+    }
+
+
+def consolidate(model: Model, batch: dict, passes) -> list[torch.Tensor]:
+    """Algorithm 1's context side: every window gets N passes. `passes` is an int or a callable
+    that draws N for each window."""
+    tokens, mask = batch["tokens"], batch["mask"]
+    S = model.empty_state(tokens.shape[0])
+    for w in range(tokens.shape[1]):
+        n = passes() if callable(passes) else passes
+        _, S = model.sleep(tokens[:, w], S, n, mask[:, w])
+    return S
+
+
+def answer_logits(model: Model, batch: dict, S: list[torch.Tensor]) -> torch.Tensor:
+    """Each question is asked on its own from the consolidated S: one ordinary pass."""
+    S = [s.repeat_interleave(batch["per_example"], dim=0) for s in S]
+    h, _ = model.window(model.embed(batch["q_tokens"]), S)
+    last = h[torch.arange(h.shape[0]), batch["q_last"]]
+    return model.logits(last)
+
+
+@torch.no_grad()
+def evaluate(model: Model, batches: list[dict], passes: list[int]) -> dict:
+    """Accuracy per question kind and per number of passes on fixed held-out batches."""
+    model.eval()
+    out = {}
+    for n in passes:
+        right, total = {}, {}
+        for batch in batches:
+            pred = answer_logits(model, batch, consolidate(model, batch, n)).argmax(-1)
+            for kind, ok in zip(batch["kinds"], (pred == batch["answers"]).tolist()):
+                right[kind] = right.get(kind, 0) + ok
+                total[kind] = total.get(kind, 0) + 1
+        out[n] = {k: right[k] / total[k] for k in sorted(total)}
+    model.train()
+    return out
+
+
+def save_checkpoint(path: Path, model: Model, opt: torch.optim.Optimizer, meta: dict) -> None:
+    """Model and optimizer tensors in one safetensors file, written atomically."""
+    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if torch.is_tensor(v) and v.dim() > 0:
+                    tensors[f"opt.{names[id(p)]}.{k}"] = v.contiguous()
+    meta = {**meta, "opt_step": max((int(s["step"]) for s in opt.state.values()), default=0)}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model: Model, opt: torch.optim.Optimizer | None = None) -> dict:
+    from safetensors import safe_open
+
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+    if opt is not None:
+        for n, p in model.named_parameters():
+            state = {k: tensors[f"opt.{n}.{k}"] for k in ("exp_avg", "exp_avg_sq") if f"opt.{n}.{k}" in tensors}
+            if state:
+                opt.state[p] = {**state, "step": torch.tensor(float(meta["opt_step"]))}
+    return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="facts")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--passes", default="1", help="N, or a range like 1-4 sampled per window")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", type=Path, help="warm start: a run folder whose weights to start from")
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--eval-examples", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--minutes", type=float, default=0, help="stop (with a checkpoint) after this long")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    task = get_task(args.task)
+    tok = Tokenizer.from_words(task.VOCAB)
+    margs = ModelArgs(vocab_size=len(tok), d_model=args.d_model, window=args.window)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt = args.out / "ckpt.safetensors"
+
+    torch.manual_seed(args.seed)
+    model = Model(margs)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    step, elapsed = 0, 0.0
+    if ckpt.exists():
+        meta = load_checkpoint(ckpt, model, opt)
+        step, elapsed = meta["step"], meta["elapsed"]
+        print(f"resuming {ckpt} at step {step}")
+    elif args.init:
+        load_checkpoint(args.init / "ckpt.safetensors", model)
+        print(f"warm start from {args.init}")
+    (args.out / "args.json").write_text(json.dumps(
+        {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "model": asdict(margs),
+         "argv": sys.argv[1:] if argv is None else argv}, indent=1))
+
+    lo, hi = parse_passes(args.passes)
+    held_rng = np.random.default_rng(10_000 + args.seed)
+    held = [make_batch(task, tok, held_rng, 64, margs.window, {}) for _ in range(args.eval_examples // 64)]
+    held += [make_batch(task, tok, held_rng, args.eval_examples % 64, margs.window, {})] if args.eval_examples % 64 else []
+    eval_passes = sorted({1, hi, 4})
+    log = (args.out / "log.jsonl").open("a")
+    t_start = time.time() - elapsed
+    while step < args.steps:
+        rng = np.random.default_rng([args.seed, step])  # data depends only on (seed, step): resumable
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = make_batch(task, tok, rng, args.batch, margs.window, batch_params(task, rng))
+        t0 = time.time()
+        S = consolidate(model, batch, lambda: int(rng.integers(lo, hi + 1)))
+        loss = F.cross_entropy(answer_logits(model, batch, S), batch["answers"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+        opt.step()
+        step += 1
+        rec = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "grad_norm": round(gnorm, 3),
+               "s_per_step": round(time.time() - t0, 3), "elapsed": round(time.time() - t_start, 1)}
+        if step % args.eval_every == 0 or step == args.steps:
+            rec["eval"] = evaluate(model, held, eval_passes)
+            print(json.dumps(rec), flush=True)
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        out_of_time = args.minutes and time.time() - t_start > args.minutes * 60
+        if step % 100 == 0 or step == args.steps or out_of_time:
+            save_checkpoint(ckpt, model, opt, {"step": step, "elapsed": time.time() - t_start,
+                                               "seed": args.seed, "passes": args.passes, "task": args.task})
+        if out_of_time:
+            break
+
+
+if __name__ == "__main__":
+    main()

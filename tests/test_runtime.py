@@ -1,0 +1,114 @@
+"""The public API's behaviour (INTERFACE.md), on a tiny random model."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import edgesleep
+from edgesleep.cli import main as cli
+
+pytest.importorskip("torch")  # the `tiny` fixture exports a model
+
+FACTS = "alice lives in paris . bob has a dog . carol works as a chef ."  # 18 tokens
+
+
+def snapshot(rt):
+    return (list(rt.window.tokens), {i: s.copy() for i, s in rt.memory.fast.S.items()},
+            {i: (k.copy(), v.copy()) for i, (k, v) in rt.window.kv.items()}, rt.memory.version,
+            rt.memory.tokens_consolidated)
+
+
+def same(a, b):
+    assert a[0] == b[0] and a[3:] == b[3:]
+    for i in a[1]:
+        np.testing.assert_array_equal(a[1][i], b[1][i])
+    for i in a[2]:
+        np.testing.assert_array_equal(a[2][i][0], b[2][i][0])
+
+
+def test_answer_is_a_pure_query(tiny):
+    _, path = tiny
+    with edgesleep.open(path, passes=2) as rt:
+        rt.feed(FACTS)  # 18 tokens, L = 8: two evictions and a partial window
+        before = snapshot(rt)
+        first = rt.answer("where does alice live ? the weather is nice")  # crosses an eviction
+        same(before, snapshot(rt))
+        assert rt.answer("where does alice live ? the weather is nice") == first
+        assert isinstance(first, str) and first not in ("<pad>", "<unk>")
+
+
+def test_eviction_every_window_and_sleep_is_idempotent(tiny):
+    _, path = tiny
+    with edgesleep.open(path) as rt:
+        L = rt.config.window
+        rt.feed(" ".join(["alice"] * (L - 1)))
+        assert rt.status()["window"]["fill"] == L - 1 and rt.memory.version == 0
+        rt.feed("bob")
+        st = rt.status()
+        assert st["window"]["fill"] == 0 and st["tokens_consolidated"] == L and st["memory_version"] == 1
+        rt.feed("carol has a cat")
+        rt.sleep()
+        after = snapshot(rt)
+        rt.sleep()
+        same(after, snapshot(rt))
+        assert rt.status()["tokens_consolidated"] == L + 4
+
+
+def test_one_pass_is_the_wake_pass_and_more_passes_change_the_state(tiny):
+    _, path = tiny
+    states = {}
+    for n in (1, 3):
+        with edgesleep.open(path, passes=n) as rt:
+            rt.feed("alice lives in paris . bob")
+            live = {i: s.copy() for i, s in rt.memory.fast.S.items()}
+            rt.sleep()
+            states[n] = rt.memory.consolidated.S
+            if n == 1:  # a light sleep keeps exactly what the wake steps computed
+                for i in live:
+                    np.testing.assert_array_equal(states[1][i], live[i])
+            else:
+                assert rt.status()["last_sleep"]["passes"] == 3
+    assert any(not np.allclose(states[1][i], states[3][i]) for i in states[1])
+
+
+def test_reset_generate_and_unknown_words(tiny):
+    _, path = tiny
+    with edgesleep.open(path) as rt:
+        assert rt.feed("zork lives in atlantis") == 4  # unknown words become <unk>
+        rt.sleep()
+        assert any(np.abs(s).sum() > 0 for s in rt.memory.consolidated.S.values())
+        out = list(rt.generate("alice", max_tokens=5))
+        assert len(out) == 5 and all(isinstance(w, str) for w in out)
+        rt.reset()
+        assert all(np.abs(s).sum() == 0 for s in rt.memory.fast.S.values())
+        assert rt.status()["window"]["fill"] == 0
+        with pytest.raises(ValueError):
+            rt.answer("   ")
+
+
+def test_bad_arguments(tiny, tmp_path):
+    _, path = tiny
+    with pytest.raises(ValueError):
+        edgesleep.open(path, passes=0)
+    with pytest.raises(FileNotFoundError):
+        edgesleep.open(tmp_path / "nowhere")
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        edgesleep.open(tmp_path)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert cli(["eval", "--model", str(tmp_path / "nowhere"), "--task", "facts"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    proc = subprocess.run([sys.executable, "-m", "edgesleep", "ask", "--memory", str(tmp_path), "q"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_eval_cli_on_tiny_model(tiny, capsys):
+    _, path = tiny
+    assert cli(["eval", "--model", str(path), "--task", "facts", "--passes", "1,2", "--examples", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "1-hop" in out and out.strip().splitlines()[-1].split()[0] == "2"

@@ -1,0 +1,64 @@
+"""The facts generator writes exactly TASKS.md's format, and its answers follow from the text."""
+import re
+
+import numpy as np
+import pytest
+
+from edgesleep.tasks import get_task
+from edgesleep.tasks import facts
+
+STATEMENT = re.compile(r"^(?:(\w+) (lives in|moved to) (\w+)|(\w+) works as a (\w+)|(\w+) has a (\w+)"
+                       r"|(\w+) is friends with (\w+)|the weather is nice today|i had lunch|the meeting was long) \.$")
+
+
+def answers_from_text(context: str) -> dict[str, str]:
+    """An independent reader of the context: the answer every question should get."""
+    city, job, pet, friend = {}, {}, {}, {}
+    for s in re.findall(r"[^.]+\.", context):
+        s = s.strip()
+        m = STATEMENT.match(s)
+        assert m, f"not a TASKS.md statement: {s!r}"
+        if m[1]:
+            city[m[1]] = m[3]
+        elif m[4]:
+            job[m[4]] = m[5]
+        elif m[6]:
+            pet[m[6]] = m[7]
+        elif m[8]:
+            friend[m[8]] = m[9]
+    out = {}
+    for n in city:
+        out[f"where does {n} live ?"] = city[n]
+        out[f"what is {n} 's job ?"] = job[n]
+        out[f"what pet does {n} have ?"] = pet[n]
+        out[f"who is {n} 's friend ?"] = friend[n]
+        out[f"where does {n} 's friend live ?"] = city[friend[n]]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_facts_format_and_answers(seed):
+    ex = facts.sample(np.random.default_rng(seed))
+    truth = answers_from_text(ex.context)
+    assert 4 <= len(truth) // 5 <= 8  # P people in [4, 8]
+    assert set(ex.context.split()) <= set(facts.VOCAB)
+    assert "  " not in ex.context
+    for q in ex.questions:
+        assert q.text.endswith(" ?") and q.answer == truth[q.text], q
+        assert q.kind in facts.KINDS
+        moved = f"{q.text.split()[2]} moved to" in ex.context
+        if q.text.startswith("where does") and "'s friend" not in q.text:
+            assert q.kind == ("move" if moved else "1-hop")
+
+
+def test_moves_follow_the_first_statement():
+    for seed in range(50):
+        ctx = facts.sample(np.random.default_rng(seed)).context
+        for name, _ in re.findall(r"(\w+) moved to (\w+)", ctx):
+            assert ctx.index(f"{name} lives in") < ctx.index(f"{name} moved to")
+
+
+def test_vocab_is_exactly_tasks_md():
+    assert len(facts.VOCAB) == len(set(facts.VOCAB)) == 26 + 16 + 12 + 8 + len(facts.FUNCTION_WORDS)
+    with pytest.raises(ValueError, match="unknown task"):
+        get_task("chess")
