@@ -1,33 +1,39 @@
 """The `edgesleep` command: a thin layer over the Python API.
 
-Errors a user can cause end with one `error: ...` line on stderr and a non-zero exit code.
+Errors a user can cause end with one `error: ...` line on stderr and a non-zero exit code;
+a fallback to the last good version prints `warning: ...` and exits 0.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from datetime import datetime
+from pathlib import Path
 
 from edgesleep.progress import Progress
 
-NOT_YET = {
-    "feed": "persistent memory folders",
-    "ask": "persistent memory folders",
-    "sleep": "persistent memory folders",
-    "status": "persistent memory folders",
-    "forget": "the journal",
-    "rollback": "versioned fast weights",
-    "backup": "persistent memory folders",
-    "restore": "persistent memory folders",
-    "daemon": "the idle/charging scheduler",
-    "bench": "the benchmark suite",
-}
+MAX_INPUT = 64 * 1024 * 1024  # bytes of text one `feed` accepts
+
+
+def open_runtime(args: argparse.Namespace, passes: int | None = None):
+    from edgesleep.memory import model_of
+    from edgesleep.runtime import Runtime
+
+    model = args.model or model_of(args.memory)
+    if model is None:
+        raise ValueError(f"--model is needed: {args.memory} records no model")
+    rt = Runtime(model, memory=args.memory, passes=passes or getattr(args, "passes", None) or 1,
+                 backend=getattr(args, "backend", "onnx"))
+    for w in rt.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return rt
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from edgesleep.demo import run_demo
 
-    run_demo(args.model, passes=args.passes, seed=args.seed)
+    run_demo(args.model or "facts", passes=args.passes or 4, seed=args.seed)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -49,28 +55,184 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"{n:>7} " + " ".join(f"{acc[k]:8.3f}" for k in kinds))
 
 
+def read_input(source: str) -> str:
+    raw = sys.stdin.buffer.read(MAX_INPUT + 1) if source == "-" else Path(source).read_bytes()[:MAX_INPUT + 1]
+    if len(raw) > MAX_INPUT:
+        raise ValueError(f"input over {MAX_INPUT >> 20} MiB; feed it in parts")
+    if b"\0" in raw:
+        raise ValueError("input looks binary (it has NUL bytes); feed text")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"input is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def cmd_feed(args: argparse.Namespace) -> None:
+    text = read_input(args.file)
+    with open_runtime(args) as rt:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        bar = Progress("feed", len(lines))
+        tokens = 0
+        for i, line in enumerate(lines, 1):
+            tokens += rt.feed(line)
+            bar(i)
+        st = rt.status()
+        print(f"fed {tokens} tokens; window {st['window']['fill']}/{st['window']['size']}; "
+              f"memory version {st['memory_version']} ({st['memory_kind']})")
+
+
+def cmd_ask(args: argparse.Namespace) -> None:
+    with open_runtime(args) as rt:
+        print(rt.answer(args.question))
+
+
+def cmd_sleep(args: argparse.Namespace) -> None:
+    with open_runtime(args) as rt:
+        cost = rt.sleep(progress=Progress(f"deep sleep, {rt.passes} passes", 1))
+        if cost is None or not cost.tokens:
+            print(f"nothing to consolidate; memory version {rt.memory.head.id} is deep")
+        else:
+            print(f"consolidated {cost.tokens} tokens with {cost.passes} passes in {cost.wall_s:.2f} s "
+                  f"({cost.cpu_s:.2f} CPU s); memory version {rt.memory.head.id}")
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from edgesleep.scheduler import read_sleep_log
+
+    with open_runtime(args) as rt:
+        st = rt.status()
+    st["sleep_log"] = read_sleep_log(args.memory)
+    if args.json:
+        print(json.dumps(st, indent=1))
+        return
+    print(f"memory {args.memory}  (model {st['model']})")
+    print(f"  window        {st['window']['fill']}/{st['window']['size']} tokens in the attention cache")
+    print(f"  consolidated  {st['tokens_consolidated']} tokens; version {st['memory_version']} ({st['memory_kind']}, "
+          f"deep part with {st['deep_passes']} passes); kept versions {st['versions']}")
+    print(f"  journal       {st['journal_tokens']} tokens, {st['journal_bytes']} bytes; folder {st['memory_bytes']} bytes")
+    if st["last_sleep"]:
+        print("  last sleep    " + ", ".join(f"{k} {v}" for k, v in st["last_sleep"].items()))
+    for rec in st["sleep_log"]:
+        print(f"  daemon        {datetime.fromtimestamp(rec['t']):%Y-%m-%d %H:%M} {rec['reason']}: "
+              f"{rec['tokens']} tokens, {rec['passes']} passes, {rec['cpu_s']} CPU s, joules {rec['joules']}")
+
+
+def parse_time(s: str | None) -> float | None:
+    if s is None:
+        return None
+    try:
+        return float(s)
+    except ValueError:
+        return datetime.fromisoformat(s).timestamp()
+
+
+def cmd_forget(args: argparse.Namespace) -> None:
+    with open_runtime(args) as rt:
+        n = rt.forget(args.text, since=parse_time(args.since), until=parse_time(args.until))
+        print(f"retracted {n} feeds and rebuilt the memory without them (version {rt.memory.head.id}); "
+              f"run `edgesleep sleep` to deepen it again" if n else "nothing in the journal matched")
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    with open_runtime(args) as rt:
+        if args.version is None:
+            for vid in rt.memory.version_ids():
+                v, _ = rt.memory.read(vid)
+                print(f"  {vid:>6}  {v.kind:<6} {datetime.fromtimestamp(v.time):%Y-%m-%d %H:%M:%S}  "
+                      f"{v.tokens_consolidated} tokens consolidated")
+            return
+        rt.rollback(args.version)
+        print(f"rolled back to version {args.version}")
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    with open_runtime(args) as rt:
+        print(f"backed up to {rt.memory.backup(args.dest)}")
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    from edgesleep.memory import restore
+
+    restore(args.backup, args.memory)
+    print(f"restored {args.memory} from {args.backup}")
+
+
+def cmd_daemon(args: argparse.Namespace) -> None:
+    from edgesleep.memory import model_of
+    from edgesleep.scheduler import Budget, Policy, daemon
+
+    model = args.model or model_of(args.memory)
+    if model is None:
+        raise ValueError(f"--model is needed: {args.memory} records no model")
+    print(f"edgesleep daemon: watching {args.memory} (idle after {args.idle}s, or on external power)", flush=True)
+    daemon(model, Path(args.memory), args.passes or 4, Policy(args.memory, args.idle),
+           Budget(passes=args.passes or 4, cpu_s=args.cpu_budget, joules=args.joule_budget),
+           poll_s=args.poll, rounds=args.rounds, say=lambda s: print(s, flush=True))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgesleep", description="A small language model that sleeps.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="the main job: recall evicted facts from the fast weights")
-    d.add_argument("--model", default="facts", help="a model directory or bundled model name")
-    d.add_argument("--passes", type=int, default=4)
-    d.add_argument("--seed", type=int, default=7)
-    d.set_defaults(run=cmd_demo)
+    def command(name: str, run, help: str, memory: bool = True, model: bool = True) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help)
+        if memory:
+            c.add_argument("--memory", required=True, help="the memory folder")
+        if model:
+            c.add_argument("--model", help="a model directory or bundled model name "
+                                           "(default: the one the memory was made with)")
+        c.set_defaults(run=run)
+        return c
 
-    e = sub.add_parser("eval", help="held-out accuracy per depth and per number of sleep passes")
-    e.add_argument("--model", required=True)
+    d = command("demo", cmd_demo, "the main job: recall evicted facts from the fast weights", memory=False)
+    d.add_argument("--passes", type=int)
+    d.add_argument("--seed", type=int, default=7)
+
+    e = command("eval", cmd_eval, "held-out accuracy per question kind and number of sleep passes", memory=False)
     e.add_argument("--task", choices=["rule110", "depo", "facts"])
     e.add_argument("--passes", default="1,2,4")
     e.add_argument("--examples", type=int, default=100)
     e.add_argument("--seed", type=int, default=1234)
     e.add_argument("--json", action="store_true")
-    e.set_defaults(run=cmd_eval)
 
-    for name, what in NOT_YET.items():
-        n = sub.add_parser(name, help=f"(needs {what}: not built yet)")
-        n.set_defaults(run=lambda a, what=what: _not_yet(a.command, what))
+    f = command("feed", cmd_feed, "append text to the memory (wake; light sleep at each eviction)")
+    f.add_argument("--passes", type=int)
+    f.add_argument("file", nargs="?", default="-", help="a text file, or - for stdin (default)")
+
+    a = command("ask", cmd_ask, "answer a question from the memory (a pure query)")
+    a.add_argument("question")
+
+    s = command("sleep", cmd_sleep, "deep sleep now: consolidate everything fed with N passes")
+    s.add_argument("--passes", type=int, default=4)
+
+    st = command("status", cmd_status, "window fill, consolidation, journal, versions, last sleeps")
+    st.add_argument("--json", action="store_true")
+
+    fg = command("forget", cmd_forget, "retract journalled input (by text, or by time) and rebuild without it")
+    fg.add_argument("text", nargs="?", help="retract every feed containing these words")
+    fg.add_argument("--since", help="retract feeds from this time on (ISO time or unix seconds)")
+    fg.add_argument("--until", help="... up to this time")
+
+    r = command("rollback", cmd_rollback, "list kept versions, or return to one")
+    r.add_argument("version", nargs="?", type=int)
+
+    b = command("backup", cmd_backup, "copy the memory folder (consistently, under its lock)")
+    b.add_argument("dest")
+
+    rs = command("restore", cmd_restore, "replace the memory folder with a backup (the old one is kept aside)",
+                 model=False)
+    rs.add_argument("backup")
+
+    dm = command("daemon", cmd_daemon, "deep-sleep when the device is idle or on external power")
+    dm.add_argument("--passes", type=int)
+    dm.add_argument("--idle", type=float, default=300.0, help="seconds without use that count as idle")
+    dm.add_argument("--poll", type=float, default=30.0)
+    dm.add_argument("--cpu-budget", type=float, default=600.0, help="CPU seconds per deep sleep")
+    dm.add_argument("--joule-budget", type=float, help="joules per deep sleep (where RAPL is readable)")
+    dm.add_argument("--rounds", type=int, help="stop after this many polls (default: run until killed)")
+
+    command("bench", lambda a: _not_yet("bench", "the benchmark suite"), "performance figures (not built yet)",
+            memory=False, model=False)
     return p
 
 
@@ -79,16 +241,15 @@ def _not_yet(command: str, what: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
-    args, extra = p.parse_known_args(argv)
-    if extra and args.command not in NOT_YET:
-        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    from edgesleep.memory import MemoryError_
+
+    args = parser().parse_args(argv)
     try:
         args.run(args)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, NotImplementedError, FloatingPointError) as e:
+    except (OSError, ValueError, NotImplementedError, FloatingPointError, MemoryError_) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,22 +1,36 @@
 """The runtime: wake steps, eviction and sleep over one model and one memory.
 
-text -> tokens -> backend wake step -> logits. Every L tokens the window is evicted: it is
-consolidated into the fast weights with N passes, and the attention cache empties.
+text -> tokens -> journal -> backend wake step -> logits. Every L tokens the window is evicted
+and consolidated lightly (N = 1, free: the wake pass computed it); `sleep()` brings everything
+fed since the last deep version to depth N by replaying the journal.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from edgesleep.backends import load_backend
 from edgesleep.config import Config
-from edgesleep.memory import Memory
+from edgesleep.journal import Record, write_atomic
+from edgesleep.memory import Memory, Version, decode_version, encode_version
 from edgesleep.models import resolve
-from edgesleep.sleep import SleepCost, sleep
-from edgesleep.state import Window
+from edgesleep.sleep import SleepCost, replay
+from edgesleep.state import FastWeights, Window
 from edgesleep.tokenizer import Tokenizer
+
+
+def fingerprint(model_dir: Path, config: Config) -> str:
+    """What a memory is bound to: the model's architecture and weights (not the backend)."""
+    h = hashlib.sha256(json.dumps(asdict(config.args), sort_keys=True).encode())
+    weights = model_dir / "weights.safetensors"
+    h.update(weights.read_bytes() if weights.exists() else (model_dir / "model.onnx").read_bytes())
+    return h.hexdigest()
 
 
 class Runtime:
@@ -24,8 +38,6 @@ class Runtime:
 
     def __init__(self, model_dir: str | Path, memory: str | Path | None = None, backend: str = "onnx",
                  passes: int = 1, threads: int | None = None):
-        if memory is not None:
-            raise NotImplementedError("persistent memory folders are not available yet; use memory=None")
         if int(passes) < 1:
             raise ValueError(f"passes must be >= 1, got {passes}")
         self.model_dir = resolve(model_dir)
@@ -33,54 +45,115 @@ class Runtime:
         self.tokenizer = Tokenizer.from_file(self.model_dir / "tokenizer.json")
         self.backend = load_backend(backend, self.model_dir, self.config, threads)
         self.passes = int(passes)
-        self.memory = Memory(self.config.args)
+        self.memory = Memory(memory, self.config.args, fingerprint(self.model_dir, self.config),
+                             model=str(self.model_dir.resolve()))
         self.window = Window.empty(self.config.args)
         self.last_sleep: SleepCost | None = None
         self._logits: np.ndarray | None = None
+        self._recover()
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.memory.warnings
+
+    def _recover(self) -> None:
+        """Rebuild the window from the head version, then replay what the journal holds beyond
+        it (input fed before a crash, or after an interrupted correction)."""
+        for token in self.memory.head.pending:
+            self._step(token)
+        for record in self.memory.unconsolidated():
+            self._consume(record)
 
     # -- wake ---------------------------------------------------------------------------------
     def feed(self, text: str) -> int:
-        """Append `text` to the stream; every full window is evicted and consolidated.
-        Returns the number of tokens fed."""
+        """Append `text` to the stream (durably, in the journal) and wake on it; every full
+        window is evicted and consolidated. Returns the number of tokens fed."""
         ids = self.tokenizer.encode(text)
-        for token in ids:
-            self._step(token)
+        if ids:
+            self._consume(self.memory.append(ids))
         return len(ids)
 
-    def _step(self, token: int) -> np.ndarray:
-        self._logits = self.backend.step(token, self.window, self.memory.fast)
-        if self.window.full:
-            self._evict()
-        return self._logits
+    def _consume(self, record: Record) -> None:
+        evicted = sum(self._step(token) for token in record.ids)
+        if evicted:
+            self.memory.commit(record.seq, list(self.window.tokens))
 
-    def _evict(self) -> None:
-        fast, self.last_sleep = sleep(self.backend, self.window, self.memory.fast, self.passes)
-        self.memory.commit(fast, self.window.pos)
+    def _step(self, token: int) -> bool:
+        """One wake step; True when it filled the window, which is then evicted."""
+        self._logits = self.backend.step(token, self.window, self.memory.fast)
+        if not self.window.full:
+            return False
+        self.memory.evict(self.window.pos)
         self.window = Window.empty(self.config.args)
+        return True
 
     # -- sleep --------------------------------------------------------------------------------
-    def sleep(self) -> SleepCost | None:
-        """Consolidate the partial window too and clear the attention cache. Idempotent."""
-        if self.window.pos:
-            self._evict()
-        return self.last_sleep
+    def sleep(self, progress: Callable[[int, int], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> SleepCost | None:
+        """Consolidate everything fed since the last deep version with N passes, the partial
+        window included, and clear the attention cache. Synchronous and idempotent; resumable
+        when `should_stop` interrupts it (returns None then)."""
+        mem = self.memory
+        if not self.needs_sleep():
+            return self.last_sleep
+        wall, cpu = time.perf_counter(), time.process_time()
+        base, fast, records = mem.since_base()
+        tokens = [t for r in records for t in r.ids]
+        if self.passes == 1:  # the light state is already the N = 1 state: nothing to replay
+            self.memory.evict(self.window.pos)
+            fast, done = self.memory.consolidated, -1
+        else:
+            start, fast = self._resume(base, fast)
+            fast, done = replay(self.backend, self.config.args, tokens, fast, self.passes, progress, should_stop,
+                                start, lambda w, s: self._checkpoint(base, w, s))
+            if done < -(-len(tokens) // self.config.window):
+                return None
+        cost = SleepCost(len(tokens), self.passes, time.process_time() - cpu, time.perf_counter() - wall)
+        mem.commit(mem.journal.last_seq, [], passes=self.passes, fast=fast,
+                   tokens_consolidated=base.tokens_consolidated + len(tokens),
+                   cost={"tokens": cost.tokens, "passes": cost.passes, "cpu_s": cost.cpu_s, "wall_s": cost.wall_s})
+        (mem.folder / "deep.partial").unlink(missing_ok=True)
+        self.window = Window.empty(self.config.args)
+        self.last_sleep = cost
+        return cost
+
+    def needs_sleep(self) -> bool:
+        """Whether anything fed is not yet consolidated deeply."""
+        head = self.memory.head
+        return not (head.deep and head.end_seq == self.memory.journal.last_seq and not self.window.pos)
+
+    def _checkpoint(self, base: Version, windows: int, fast: FastWeights) -> None:
+        """Progress of a deep sleep, so an interrupted one resumes where it stopped."""
+        v = Version(base.id, "partial", self.memory.journal.last_seq, base.start_seq, base.id, self.passes,
+                    cost={"windows_done": windows})
+        write_atomic(self.memory.folder / "deep.partial", encode_version(v, fast), self.memory.durable)
+
+    def _resume(self, base: Version, fast: FastWeights) -> tuple[int, FastWeights]:
+        """(windows already done, S after them) of a matching interrupted deep sleep, if any."""
+        path = self.memory.folder / "deep.partial"
+        try:
+            v, partial = decode_version(path.read_bytes())
+            if (v.id, v.end_seq, v.passes) == (base.id, self.memory.journal.last_seq, self.passes):
+                return v.cost["windows_done"], partial
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # none, or unreadable: start over
+        return 0, fast
 
     # -- queries ------------------------------------------------------------------------------
     def answer(self, question: str) -> str:
         """The greedy next token after `question`, from the current state. A pure query: the
-        window and the fast weights are restored afterwards."""
+        window, the fast weights and the journal are left exactly as they were."""
         ids = self.tokenizer.encode(question)
         if not ids:
             raise ValueError("empty question")
-        saved = (self.window.copy(), self.memory.fast.copy(), self.memory.consolidated.copy(),
-                 self.memory.version, self.memory.tokens_consolidated, self.last_sleep, self._logits)
+        saved = (self.window.copy(), self.memory.snapshot(), self._logits)
         try:
             for token in ids:
-                logits = self._step(token)
-            return self.tokenizer.words[self._greedy(logits)]
+                self._step(token)
+            return self.tokenizer.words[self._greedy(self._logits)]
         finally:
-            (self.window, self.memory.fast, self.memory.consolidated, self.memory.version,
-             self.memory.tokens_consolidated, self.last_sleep, self._logits) = saved
+            self.window, snap, self._logits = saved
+            self.memory.restore_snapshot(snap)
 
     def _greedy(self, logits: np.ndarray) -> int:
         logits = logits.copy()
@@ -94,26 +167,58 @@ class Runtime:
             raise ValueError("generate needs a prompt or earlier input")
         for _ in range(max_tokens):
             token = self._greedy(self._logits)
-            self._step(token)
+            self._consume(self.memory.append([token]))
             yield self.tokenizer.words[token]
 
-    # -- housekeeping -------------------------------------------------------------------------
+    # -- correction ---------------------------------------------------------------------------
+    def forget(self, text: str | None = None, since: float | None = None, until: float | None = None) -> int:
+        """Retract every journalled feed that contains `text` (as whole words) or was fed in
+        [since, until], then rebuild the memory by replay without it. Returns how many feeds
+        were retracted."""
+        words = self.tokenizer.encode(text) if text else None
+        def hit(r: Record) -> bool:
+            if words:
+                return any(r.ids[i:i + len(words)] == words for i in range(len(r.ids) - len(words) + 1))
+            return (since is None or r.t >= since) and (until is None or r.t <= until)
+        if words is None and since is None and until is None:
+            raise ValueError("forget needs text or a time range")
+        seqs = {r.seq for r in self.memory.journal.records if hit(r) and r.seq > self.memory.head.start_seq}
+        if not seqs:
+            return 0
+        self.memory.retract(seqs, self.memory.plan_forget(seqs))
+        self._rebuild()
+        return len(seqs)
+
+    def rollback(self, version: int) -> None:
+        """Return to a kept version; what was fed after it is discarded."""
+        self.memory.rollback(version)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.window = Window.empty(self.config.args)
+        self._logits = None
+        self._recover()
+
     def reset(self) -> None:
-        """Start from empty memory."""
+        """Start from empty memory (older versions stay, so rollback can undo it)."""
         self.memory.reset()
         self.window = Window.empty(self.config.args)
         self._logits = None
 
+    # -- housekeeping -------------------------------------------------------------------------
     def status(self) -> dict:
-        s = self.last_sleep
+        s, head, mem = self.last_sleep, self.memory.head, self.memory
         return {
             "model": str(self.model_dir), "backend": self.backend.name, "passes": self.passes,
             "window": {"fill": self.window.pos, "size": self.window.length},
-            "tokens_consolidated": self.memory.tokens_consolidated,
-            "journal_tokens": self.memory.journal_size, "memory_version": self.memory.version,
-            "last_sleep": None if s is None else {
-                "tokens": s.tokens, "passes": s.passes, "cpu_s": round(s.cpu_s, 6), "wall_s": round(s.wall_s, 6),
-                "cpu_s_per_token_pass": s.cpu_s_per_token_pass},
+            "tokens_consolidated": head.tokens_consolidated + mem.unsaved_tokens,
+            "journal_tokens": sum(len(r.ids) for r in mem.journal.records),
+            "journal_bytes": mem.journal.size_bytes,
+            "memory_version": head.id, "memory_kind": head.kind, "deep_passes": head.passes,
+            "versions": mem.version_ids(), "memory_bytes": mem.size_bytes,
+            "last_sleep": (head.cost or None) if s is None else {
+                "tokens": s.tokens, "passes": s.passes, "cpu_s": round(s.cpu_s, 6), "wall_s": round(s.wall_s, 6)},
+            "warnings": list(mem.warnings),
         }
 
     def close(self) -> None:

@@ -8,8 +8,10 @@ and a zero conv state. Only S survives the window.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from edgesleep.config import ModelArgs
 from edgesleep.state import FastWeights, Window
 
 
@@ -36,3 +38,30 @@ def sleep(backend, window: Window, fast: FastWeights, passes: int) -> tuple[Fast
         h, fast = backend.sleep_pass(h, mask, fast)
     cost = SleepCost(window.pos, passes, time.process_time() - cpu, time.perf_counter() - wall)
     return fast, cost
+
+
+def replay(backend, args: ModelArgs, tokens: list[int], fast: FastWeights, passes: int,
+           progress: Callable[[int, int], None] | None = None,
+           should_stop: Callable[[], bool] | None = None, start: int = 0,
+           checkpoint: Callable[[int, FastWeights], None] | None = None) -> tuple[FastWeights, int]:
+    """Deep sleep over a stretch of the journal: the same windows of L as at wake, each woken
+    (pass 1) and then slept on with `passes` passes, from the deep state `fast`.
+
+    Resumable: it starts at window `start`, calls `checkpoint(windows_done, S)` after each
+    window, and stops early (returning how many windows are done) when `should_stop()` says so.
+    """
+    L = args.window
+    n = -(-len(tokens) // L)
+    for w in range(start, n):
+        if should_stop and should_stop():
+            return fast, w
+        window = Window.empty(args)
+        fast = fast.copy()
+        for token in tokens[w * L:(w + 1) * L]:
+            backend.step(token, window, fast)
+        fast, _ = sleep(backend, window, fast, passes)
+        if checkpoint:
+            checkpoint(w + 1, fast)
+        if progress:
+            progress(w + 1, n)
+    return fast, n

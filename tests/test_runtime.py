@@ -15,8 +15,8 @@ FACTS = "alice lives in paris . bob has a dog . carol works as a chef ."  # 18 t
 
 def snapshot(rt):
     return (list(rt.window.tokens), {i: s.copy() for i, s in rt.memory.fast.S.items()},
-            {i: (k.copy(), v.copy()) for i, (k, v) in rt.window.kv.items()}, rt.memory.version,
-            rt.memory.tokens_consolidated)
+            {i: (k.copy(), v.copy()) for i, (k, v) in rt.window.kv.items()}, rt.memory.head.id,
+            rt.status()["tokens_consolidated"], rt.memory.journal.last_seq)
 
 
 def same(a, b):
@@ -43,7 +43,7 @@ def test_eviction_every_window_and_sleep_is_idempotent(tiny):
     with edgesleep.open(path) as rt:
         L = rt.config.window
         rt.feed(" ".join(["alice"] * (L - 1)))
-        assert rt.status()["window"]["fill"] == L - 1 and rt.memory.version == 0
+        assert rt.status()["window"]["fill"] == L - 1 and rt.memory.head.id == 0
         rt.feed("bob")
         st = rt.status()
         assert st["window"]["fill"] == 0 and st["tokens_consolidated"] == L and st["memory_version"] == 1
@@ -102,9 +102,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli(["eval", "--model", str(tmp_path / "nowhere"), "--task", "facts"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
-    proc = subprocess.run([sys.executable, "-m", "edgesleep", "ask", "--memory", str(tmp_path), "q"],
+    proc = subprocess.run([sys.executable, "-m", "edgesleep", "ask", "--memory", str(tmp_path / "m"), "q"],
                           capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --model is needed") and proc.stderr.count("\n") == 1
 
 
 def test_eval_cli_on_tiny_model(tiny, capsys):
