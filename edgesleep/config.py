@@ -70,4 +70,7 @@ class Config:
         if d.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(f"{path} has format {d['format_version']}; this edgesleep reads up to "
                              f"{FORMAT_VERSION}: upgrade edgesleep")
-        return cls(ModelArgs.from_dict(d), d["task"], d["passes"], d.get("train", {}))
+        try:
+            return cls(ModelArgs.from_dict(d), d["task"], d["passes"], d.get("train", {}))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path} is incomplete or malformed ({e!r})") from None

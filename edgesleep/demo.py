@@ -31,13 +31,14 @@ class Style:
         return self(t, "31")
 
 
-def run_demo(model: str = "facts", passes: int = 4, seed: int = 7, out=sys.stdout) -> dict:
+def run_demo(model: str = "facts", passes: int | None = None, seed: int = 7, out=sys.stdout) -> dict:
     """Feed one held-out facts example window by window, sleep, and ask every question.
-    Returns the figures it printed."""
+    Returns the figures it printed. `passes` defaults to the deepest the model was trained with."""
     st = Style(out.isatty())
     say = lambda *a: print(*a, file=out, flush=True)  # noqa: E731
-    rt = Runtime(model, passes=passes)
+    rt = Runtime(model)
     cfg, L = rt.config, rt.config.window
+    rt.passes = passes or max(cfg.passes)
     if cfg.task["name"] != "facts":
         raise ValueError(f"the demo needs a facts model; {rt.model_dir} was trained for {cfg.task['name']}")
     example = get_task("facts").sample(np.random.default_rng(seed), questions=10)
@@ -45,30 +46,28 @@ def run_demo(model: str = "facts", passes: int = 4, seed: int = 7, out=sys.stdou
 
     say(st.bold("edgesleep demo") + st.dim(f"  model {rt.model_dir.name}: {cfg.args.d_model}-wide hybrid of "
                                             f"{', '.join(cfg.args.layer_types)}; backend {rt.backend.name}"))
-    say(f"The attention cache holds one window of L={L} tokens. At each eviction the window is slept on "
-        f"({passes} passes) into the GDN fast weights, and only those survive.\n")
-    say(st.bold(f"1. Wake: feeding {len(words)} tokens of personal facts ({-(-len(words) // L)} windows)"))
-    wake_s, sleeps = 0.0, []
+    say(f"The attention cache holds one window of L={L} tokens. Each full window is evicted into the GDN "
+        f"fast weights; then a deep sleep of N={rt.passes} passes consolidates them, and only they survive.\n")
+    say(st.bold(f"1. Wake: {len(words)} tokens of personal facts, {-(-len(words) // L)} windows"))
+    t0 = time.perf_counter()
     for w in range(0, len(words), L):
-        chunk = " ".join(words[w:w + L])
-        t0 = time.perf_counter()
-        rt.feed(chunk)
-        if rt.window.pos:  # the last, partial window: consolidate it too before any question
-            wake_s += time.perf_counter() - t0
-            cost = rt.sleep()
-        else:
-            cost = rt.last_sleep
-            wake_s += time.perf_counter() - t0 - cost.wall_s
-        sleeps.append(cost)
-        preview = chunk if len(chunk) < 70 else chunk[:67] + "..."
-        say(f"  window {len(sleeps)} {st.dim(preview)}")
-        say(f"           {cost.tokens} tokens slept on with {cost.passes} passes in {cost.wall_s * 1e3:.1f} ms, "
-            f"cache now {rt.window.pos}/{L}")
-    status = rt.status()
-    say(f"  attention cache: {st.bold(str(status['window']['fill']))}/{L} slots in use; "
-        f"{status['tokens_consolidated']} tokens live on only in the fast weights.\n")
+        chunk = words[w:w + L]
+        rt.feed(" ".join(chunk))
+        preview = " ".join(chunk)
+        preview = preview if len(preview) < 72 else preview[:69] + "..."
+        state = (f"evicted: light sleep (N=1, free), cache {rt.window.pos}/{L}" if len(chunk) == L
+                 else f"still in the cache: {rt.window.pos}/{L}")
+        say(f"  window {w // L + 1}  {st.dim(preview)}\n            {state}")
+    wake_s = time.perf_counter() - t0
 
-    say(st.bold("2. Recall: each question answered from the fast weights alone"))
+    say(st.bold(f"\n2. Sleep: {rt.passes} recurrent passes over every window, replayed from the journal"))
+    cost = rt.sleep()
+    status = rt.status()
+    say(f"  {cost.tokens} tokens x {cost.passes} passes in {cost.wall_s:.2f} s ({cost.cpu_s:.2f} CPU s); "
+        f"attention cache {st.bold(str(status['window']['fill']))}/{L}: "
+        f"{status['tokens_consolidated']} tokens now live only in the fast weights.\n")
+
+    say(st.bold("3. Recall: each question answered from the fast weights alone"))
     right: dict[str, list[int]] = {}
     t0 = time.perf_counter()
     for q in example.questions:
@@ -83,16 +82,12 @@ def run_demo(model: str = "facts", passes: int = 4, seed: int = 7, out=sys.stdou
     total = sum(sum(v) for v in right.values())
     say(f"\n  recalled {st.bold(f'{total}/{len(example.questions)}')}: " +
         ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(right.items())) +
-        st.dim(f"  (chance about 1 in {len(get_task('facts').CITIES)})"))
+        st.dim(f"  (chance: about 1 in {len(get_task('facts').CITIES)})"))
 
-    slept = [c for c in sleeps if c.passes > 1]
-    sleep_s = sum(c.wall_s for c in slept)
-    sleep_tokens = sum(c.tokens * (c.passes - 1) for c in slept)
-    say(st.bold("\n3. Cost"))
+    say(st.bold("\n4. Cost"))
     say(f"  wake:  {wake_s / len(words) * 1e3:.2f} ms per token fed, {ask_s / q_tokens * 1e3:.2f} ms per question token")
-    if sleep_tokens:
-        say(f"  sleep: {sleep_s * 1e3:.1f} ms for {len(slept)} windows x {passes - 1} extra passes "
-            f"= {sleep_s / sleep_tokens * 1e6:.0f} µs per token per pass (pass 1 is the wake pass: free)")
+    say(f"  sleep: {cost.cpu_s / (cost.tokens * cost.passes) * 1e6:.0f} CPU µs per token per pass "
+        f"(the replay recomputes pass 1 from the journal)")
     rt.close()
     return {"correct": total, "questions": len(example.questions), "wake_s_per_token": wake_s / len(words),
-            "sleep_s": sleep_s}
+            "sleep": cost}

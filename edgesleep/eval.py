@@ -23,7 +23,8 @@ def evaluate(model_dir: str | Path, passes: list[int], examples: int = 100, seed
         raise ValueError(f"{model_dir} was trained for {rt.config.task['name']!r}, not {name!r}")
     module = get_task(name)
     rng = np.random.default_rng(seed)
-    data = [module.sample(rng) for _ in range(examples)]
+    params = module.eval_params(rt.config.task)
+    data = [module.sample(rng, **params) for _ in range(examples)]
     acc, counts = {}, {}
     done, total = 0, len(passes) * len(data)
     for n in passes:

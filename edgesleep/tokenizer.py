@@ -30,7 +30,12 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Tokenizer":
-        return cls(HFTokenizer.from_file(str(path)))
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path} is missing")
+        try:
+            return cls(HFTokenizer.from_file(str(path)))
+        except Exception as e:  # tokenizers raises its own exception type for a bad file
+            raise ValueError(f"{path} is not a valid tokenizer: {e}") from None
 
     def save(self, path: str | Path) -> None:
         self.hf.save(str(path))

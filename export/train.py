@@ -36,10 +36,21 @@ def parse_passes(spec: str) -> tuple[int, int]:
     return int(lo), int(hi or lo)
 
 
-def batch_params(task, rng: np.random.Generator) -> dict:
+def parse_params(items: list[str]) -> dict:
+    """`--param people=2-8 --param questions=20` -> {"people": (2, 8), "questions": 20}."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        lo, _, hi = value.partition("-")
+        out[key] = (int(lo), int(hi)) if hi else int(lo)
+    return out
+
+
+def batch_params(params: dict, rng: np.random.Generator) -> dict:
     """One size per batch (e.g. one P for facts) keeps padding small; over many batches the
-    sizes still cover the task's whole default range."""
-    return {k: (v, v) for k, (lo, hi) in task.DEFAULTS.items() for v in [int(rng.integers(lo, hi + 1))]}
+    sizes still cover each range."""
+    return {k: (v, v) if isinstance(r, tuple) else r for k, r in params.items()
+            for v in [int(rng.integers(r[0], r[1] + 1)) if isinstance(r, tuple) else r]}
 
 
 def make_batch(task, tok: Tokenizer, rng: np.random.Generator, batch: int, L: int, params: dict):
@@ -147,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", type=Path, help="warm start: a run folder whose weights to start from")
     ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--param", action="append", default=[],
+                    help="a task parameter for training data, e.g. people=2-8 or questions=20")
     ap.add_argument("--eval-examples", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--minutes", type=float, default=0, help="stop (with a checkpoint) after this long")
@@ -175,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
          "argv": sys.argv[1:] if argv is None else argv}, indent=1))
 
     lo, hi = parse_passes(args.passes)
+    params = {**task.DEFAULTS, **parse_params(args.param)}
     held_rng = np.random.default_rng(10_000 + args.seed)
     held = [make_batch(task, tok, held_rng, 64, margs.window, {}) for _ in range(args.eval_examples // 64)]
     held += [make_batch(task, tok, held_rng, args.eval_examples % 64, margs.window, {})] if args.eval_examples % 64 else []
@@ -186,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = make_batch(task, tok, rng, args.batch, margs.window, batch_params(task, rng))
+        batch = make_batch(task, tok, rng, args.batch, margs.window, batch_params(params, rng))
         t0 = time.time()
         S = consolidate(model, batch, lambda: int(rng.integers(lo, hi + 1)))
         loss = F.cross_entropy(answer_logits(model, batch, S), batch["answers"])

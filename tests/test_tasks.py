@@ -62,3 +62,41 @@ def test_vocab_is_exactly_tasks_md():
     assert len(facts.VOCAB) == len(set(facts.VOCAB)) == 26 + 16 + 12 + 8 + len(facts.FUNCTION_WORDS)
     with pytest.raises(ValueError, match="unknown task"):
         get_task("chess")
+
+
+def test_rule110_format_and_rule():
+    from edgesleep.tasks import rule110
+
+    # the table of TASKS.md, neighbourhood (left, centre, right) -> new centre
+    table = {"111": 0, "110": 1, "101": 1, "100": 0, "011": 1, "010": 1, "001": 1, "000": 0}
+    for seed in range(10):
+        ex = rule110.sample(np.random.default_rng(seed), steps=3)
+        cells = ex.context.split()
+        assert len(cells) == 96 and set(cells) <= {"0", "1"}
+        for i, q in enumerate(ex.questions, 1):
+            s = [int(c) for c in cells[24 * (i - 1): 24 * i]]
+            for _ in range(3):
+                s = [table[f"{s[j - 1]}{s[j]}{s[(j + 1) % 24]}"] for j in range(24)]
+            assert q.text == f"q{i}" and q.answer == str(s[0]) and q.kind == "t=3"
+
+
+def test_depo_format_and_hops():
+    from edgesleep.tasks import depo
+
+    for seed in range(10):
+        ex = depo.sample(np.random.default_rng(seed), hops=[1, 2, 4, 8])
+        words = ex.context.split()
+        edges = dict(zip(words[0::2], words[1::2]))
+        assert 8 <= len(edges) <= 24 and len(words) == 2 * len(edges)
+        node, seen = words[0], []
+        for _ in range(len(edges)):
+            seen.append(node)
+            node = edges[node]
+        assert node == words[0] and sorted(seen) == sorted(edges)  # one cycle through every node
+        for q in ex.questions:
+            hop, src = q.text.split()
+            node = src
+            for _ in range(int(hop[1:])):
+                node = edges[node]
+            assert q.answer == node and q.kind == f"h={hop[1:]}" and int(hop[1:]) in (1, 2, 4, 8)
+    assert depo.eval_hops(16) == [1, 2, 4, 8, 16] and depo.eval_hops(4) == [1, 2, 4, 8]

@@ -23,10 +23,11 @@ class Example:
 
 
 def get_task(name: str):
-    """The task module for `name` (each has VOCAB, KINDS and sample(rng, **params))."""
-    from edgesleep.tasks import facts
+    """The task module for `name`: VOCAB, DEFAULTS (training ranges), sample(rng, **params),
+    and eval_params(config task) -> the parameters evaluation samples with."""
+    from edgesleep.tasks import depo, facts, rule110
 
-    tasks = {"facts": facts}
+    tasks = {"facts": facts, "depo": depo, "rule110": rule110}
     if name not in tasks:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(sorted(tasks))}")
     return tasks[name]

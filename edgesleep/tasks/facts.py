@@ -22,6 +22,10 @@ DISTRACTORS = ("the weather is nice today .", "i had lunch .", "the meeting was 
 DEFAULTS = {"people": (4, 8)}
 
 
+def eval_params(task: dict) -> dict:
+    return {}
+
+
 def sample(rng: np.random.Generator, people: tuple[int, int] = DEFAULTS["people"],
            questions: int = 8, move_prob: float = 0.3, distractor_rate: float = 0.25) -> Example:
     """One example with P ~ U[people] and `questions` questions of mixed kinds."""
