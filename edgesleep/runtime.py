@@ -109,9 +109,13 @@ class Runtime:
             if done < -(-len(tokens) // self.config.window):
                 return None
         cost = SleepCost(len(tokens), self.passes, time.process_time() - cpu, time.perf_counter() - wall)
-        mem.commit(mem.journal.last_seq, [], passes=self.passes, fast=fast,
-                   tokens_consolidated=base.tokens_consolidated + len(tokens),
-                   cost={"tokens": cost.tokens, "passes": cost.passes, "cpu_s": cost.cpu_s, "wall_s": cost.wall_s})
+        try:
+            mem.commit(mem.journal.last_seq, [], passes=self.passes, fast=fast,
+                       tokens_consolidated=base.tokens_consolidated + len(tokens),
+                       cost={"tokens": cost.tokens, "passes": cost.passes, "cpu_s": cost.cpu_s, "wall_s": cost.wall_s})
+        except FloatingPointError:
+            self._rebuild()  # back to the head version and the journal after it
+            raise
         (mem.folder / "deep.partial").unlink(missing_ok=True)
         self.window = Window.empty(self.config.args)
         self.last_sleep = cost
@@ -160,15 +164,32 @@ class Runtime:
         logits[self.tokenizer.special_ids] = -np.inf
         return int(np.argmax(logits))
 
-    def generate(self, prompt: str, max_tokens: int = 16) -> Iterator[str]:
-        """Feed `prompt`, then stream greedy tokens, each fed back into the stream."""
+    def generate(self, prompt: str, max_tokens: int = 16, temperature: float = 0.0, top_p: float = 1.0,
+                 stop: list[str] | tuple[str, ...] = (), seed: int | None = None) -> Iterator[str]:
+        """Feed `prompt`, then stream tokens, each fed back into the stream. Greedy at
+        temperature 0; otherwise sampled from the top-p nucleus. Stops after a token in `stop`."""
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+        rng = np.random.default_rng(seed)
         self.feed(prompt)
         if self._logits is None:
             raise ValueError("generate needs a prompt or earlier input")
         for _ in range(max_tokens):
-            token = self._greedy(self._logits)
+            token = self._greedy(self._logits) if temperature == 0 else self._sample(temperature, top_p, rng)
             self._consume(self.memory.append([token]))
-            yield self.tokenizer.words[token]
+            word = self.tokenizer.words[token]
+            yield word
+            if word in stop:
+                return
+
+    def _sample(self, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+        logits = self._logits.astype(np.float64) / temperature
+        logits[self.tokenizer.special_ids] = -np.inf
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        order = np.argsort(-p)
+        keep = order[: int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1]
+        return int(rng.choice(keep, p=p[keep] / p[keep].sum()))
 
     # -- correction ---------------------------------------------------------------------------
     def forget(self, text: str | None = None, since: float | None = None, until: float | None = None) -> int:

@@ -112,3 +112,44 @@ def test_eval_cli_on_tiny_model(tiny, capsys):
     assert cli(["eval", "--model", str(path), "--task", "facts", "--passes", "1,2", "--examples", "3"]) == 0
     out = capsys.readouterr().out
     assert "1-hop" in out and out.strip().splitlines()[-1].split()[0] == "2"
+
+
+def test_generate_samples_and_stops(tiny):
+    _, path = tiny
+    with edgesleep.open(path) as rt:
+        a = list(rt.generate("alice lives in", max_tokens=6, temperature=1.0, seed=3))
+        rt.reset()
+        b = list(rt.generate("alice lives in", max_tokens=6, temperature=1.0, seed=3))
+        assert a == b and len(a) == 6  # seeded sampling is reproducible
+        rt.reset()
+        greedy = list(rt.generate("alice lives in", max_tokens=6))
+        rt.reset()
+        stopped = list(rt.generate("alice lives in", max_tokens=6, stop=[greedy[1]]))
+        assert stopped == greedy[: greedy.index(greedy[1]) + 1]
+        rt.reset()
+        assert len(list(rt.generate("alice", max_tokens=3, temperature=0.7, top_p=1e-9, seed=0))) == 3
+        with pytest.raises(ValueError):
+            next(rt.generate("alice", temperature=-1))
+
+
+def test_non_finite_fast_weights_are_refused(tiny, monkeypatch):
+    _, path = tiny
+    with edgesleep.open(path, passes=2) as rt:
+        rt.feed("alice lives in paris .")
+        rt.sleep()
+        good = {i: s.copy() for i, s in rt.memory.consolidated.S.items()}
+        head = rt.memory.head.id
+        rt.feed("bob has a dog .")
+        real = rt.backend.sleep_pass
+
+        def poisoned(h, mask, fast):
+            h, fast = real(h, mask, fast)
+            fast.S[next(iter(fast.S))][0, 0, 0] = np.nan
+            return h, fast
+
+        monkeypatch.setattr(rt.backend, "sleep_pass", poisoned)
+        with pytest.raises(FloatingPointError):
+            rt.sleep()
+        assert rt.memory.head.id == head
+        for i, s in good.items():
+            np.testing.assert_array_equal(rt.memory.consolidated.S[i], s)
