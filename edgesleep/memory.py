@@ -234,8 +234,27 @@ class Memory:
         self.head, self.consolidated, self.unsaved_tokens = v, fast.copy(), 0
         if deep:
             self.fast = fast.copy()
+            (self.folder / "deep.partial").unlink(missing_ok=True)
         self._prune()
         return v
+
+    def save_partial(self, base: Version, passes: int, windows: int, fast: FastWeights) -> None:
+        """Progress of a deep sleep (S after `windows` replayed windows), so an interrupted one
+        resumes where it stopped."""
+        v = Version(base.id, "partial", self.journal.last_seq, base.start_seq, base.id, passes,
+                    cost={"windows_done": windows})
+        write_atomic(self.folder / "deep.partial", encode_version(v, fast), self.durable)
+
+    def load_partial(self, base: Version, passes: int, fast: FastWeights) -> tuple[int, FastWeights]:
+        """(windows done, S) of an interrupted deep sleep of the same stretch and depth, else
+        (0, fast)."""
+        try:
+            v, partial = decode_version((self.folder / "deep.partial").read_bytes())
+            if (v.id, v.end_seq, v.passes) == (base.id, self.journal.last_seq, passes):
+                return v.cost["windows_done"], partial
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # none, or unreadable: start over
+        return 0, fast
 
     def reset(self) -> None:
         """Empty memory as a new deep version; older versions stay for rollback."""

@@ -17,11 +17,11 @@ import numpy as np
 
 from edgesleep.backends import load_backend
 from edgesleep.config import Config
-from edgesleep.journal import Record, write_atomic
-from edgesleep.memory import Memory, Version, decode_version, encode_version
+from edgesleep.journal import Record
+from edgesleep.memory import Memory
 from edgesleep.models import resolve
 from edgesleep.sleep import SleepCost, replay
-from edgesleep.state import FastWeights, Window
+from edgesleep.state import Window
 from edgesleep.tokenizer import Tokenizer
 
 
@@ -101,11 +101,11 @@ class Runtime:
         tokens = [t for r in records for t in r.ids]
         if self.passes == 1:  # the light state is already the N = 1 state: nothing to replay
             self.memory.evict(self.window.pos)
-            fast, done = self.memory.consolidated, -1
+            fast = self.memory.consolidated
         else:
-            start, fast = self._resume(base, fast)
+            start, fast = mem.load_partial(base, self.passes, fast)
             fast, done = replay(self.backend, self.config.args, tokens, fast, self.passes, progress, should_stop,
-                                start, lambda w, s: self._checkpoint(base, w, s))
+                                start, lambda w, s: mem.save_partial(base, self.passes, w, s))
             if done < -(-len(tokens) // self.config.window):
                 return None
         cost = SleepCost(len(tokens), self.passes, time.process_time() - cpu, time.perf_counter() - wall)
@@ -116,7 +116,6 @@ class Runtime:
         except FloatingPointError:
             self._rebuild()  # back to the head version and the journal after it
             raise
-        (mem.folder / "deep.partial").unlink(missing_ok=True)
         self.window = Window.empty(self.config.args)
         self.last_sleep = cost
         return cost
@@ -125,23 +124,6 @@ class Runtime:
         """Whether anything fed is not yet consolidated deeply."""
         head = self.memory.head
         return not (head.deep and head.end_seq == self.memory.journal.last_seq and not self.window.pos)
-
-    def _checkpoint(self, base: Version, windows: int, fast: FastWeights) -> None:
-        """Progress of a deep sleep, so an interrupted one resumes where it stopped."""
-        v = Version(base.id, "partial", self.memory.journal.last_seq, base.start_seq, base.id, self.passes,
-                    cost={"windows_done": windows})
-        write_atomic(self.memory.folder / "deep.partial", encode_version(v, fast), self.memory.durable)
-
-    def _resume(self, base: Version, fast: FastWeights) -> tuple[int, FastWeights]:
-        """(windows already done, S after them) of a matching interrupted deep sleep, if any."""
-        path = self.memory.folder / "deep.partial"
-        try:
-            v, partial = decode_version(path.read_bytes())
-            if (v.id, v.end_seq, v.passes) == (base.id, self.memory.journal.last_seq, self.passes):
-                return v.cost["windows_done"], partial
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # none, or unreadable: start over
-        return 0, fast
 
     # -- queries ------------------------------------------------------------------------------
     def answer(self, question: str) -> str:

@@ -7,7 +7,6 @@ and a zero conv state. Only S survives the window.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,27 +16,22 @@ from edgesleep.state import FastWeights, Window
 
 @dataclass(frozen=True)
 class SleepCost:
+    """What one deep sleep cost: tokens consolidated, passes, CPU and wall seconds."""
+
     tokens: int
     passes: int
     cpu_s: float
     wall_s: float
 
-    @property
-    def cpu_s_per_token_pass(self) -> float:
-        """CPU seconds per token for each pass beyond the free first one."""
-        return self.cpu_s / (self.tokens * (self.passes - 1)) if self.tokens and self.passes > 1 else 0.0
 
-
-def sleep(backend, window: Window, fast: FastWeights, passes: int) -> tuple[FastWeights, SleepCost]:
+def sleep(backend, window: Window, fast: FastWeights, passes: int) -> FastWeights:
     """Bring `window` to depth `passes`. `fast` is the state the window's wake pass left (S^1)."""
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
-    wall, cpu = time.perf_counter(), time.process_time()
     h, mask = window.features, window.mask()
     for _ in range(passes - 1):
         h, fast = backend.sleep_pass(h, mask, fast)
-    cost = SleepCost(window.pos, passes, time.process_time() - cpu, time.perf_counter() - wall)
-    return fast, cost
+    return fast
 
 
 def replay(backend, args: ModelArgs, tokens: list[int], fast: FastWeights, passes: int,
@@ -59,7 +53,7 @@ def replay(backend, args: ModelArgs, tokens: list[int], fast: FastWeights, passe
         fast = fast.copy()
         for token in tokens[w * L:(w + 1) * L]:
             backend.step(token, window, fast)
-        fast, _ = sleep(backend, window, fast, passes)
+        fast = sleep(backend, window, fast, passes)
         if checkpoint:
             checkpoint(w + 1, fast)
         if progress:

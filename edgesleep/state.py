@@ -1,7 +1,7 @@
 """The runtime's state types: the fast weights, which persist, and the window, which does not."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,10 +36,10 @@ class Window:
     kv: dict[int, tuple[np.ndarray, np.ndarray]]
     conv: dict[int, np.ndarray]
     features: np.ndarray
-    length: int = field(init=False)
 
-    def __post_init__(self):
-        self.length = self.features.shape[0]
+    @property
+    def length(self) -> int:
+        return self.features.shape[0]
 
     @classmethod
     def empty(cls, a: ModelArgs) -> "Window":
@@ -60,6 +60,5 @@ class Window:
         return (np.arange(self.length) < self.pos).astype(np.float32)
 
     def copy(self) -> "Window":
-        w = Window(list(self.tokens), {i: (k.copy(), v.copy()) for i, (k, v) in self.kv.items()},
-                   {i: c.copy() for i, c in self.conv.items()}, self.features.copy())
-        return w
+        return Window(list(self.tokens), {i: (k.copy(), v.copy()) for i, (k, v) in self.kv.items()},
+                      {i: c.copy() for i, c in self.conv.items()}, self.features.copy())

@@ -18,6 +18,7 @@ from edgesleep.eval import evaluate
 from edgesleep.tasks import get_task
 from edgesleep.tokenizer import Tokenizer
 from export.model import Model
+from export.to_gguf import export_gguf
 from export.to_onnx import export_onnx
 from export.train import load_checkpoint, parse_passes
 
@@ -31,7 +32,7 @@ def build(run: Path, out: Path, eval_examples: int = 200, eval_passes: tuple[int
     train = {"command": " ".join(["python -m export.train", *run_args.get("argv", [])]),
              "seed": meta["seed"], "steps": meta["step"], "wall_s": round(meta["elapsed"]),
              "passes": run_args["passes"], "batch": run_args["batch"], "lr": run_args["lr"],
-             "init": run_args.get("init")}
+             "init": run_args.get("init"), "init_step": run_args.get("init_step")}
     tmp = out.with_name(out.name + ".tmp")
     config = write_model_dir(model, tmp, run_args["task"], list(range(lo, hi + 1)), train)
 
@@ -49,8 +50,8 @@ def build(run: Path, out: Path, eval_examples: int = 200, eval_passes: tuple[int
 
 
 def write_model_dir(model: Model, out: Path, task: str, passes: list[int], train: dict) -> Config:
-    """Everything the runtime loads: tokenizer.json, config.json, the ONNX graphs, and the
-    weights (safetensors, for later exports)."""
+    """Everything the runtime loads: tokenizer.json, config.json, the ONNX graphs, the f32
+    GGUF for llama.cpp, and the weights (safetensors, for later exports)."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     module = get_task(task)
@@ -59,6 +60,7 @@ def write_model_dir(model: Model, out: Path, task: str, passes: list[int], train
     (out / "config.json").write_text(config.to_json())
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "weights.safetensors"))
     export_onnx(model, out)
+    export_gguf(model, out / "model.gguf", model.args.vocab_size)
     return config
 
 
@@ -76,7 +78,7 @@ trained on `{metrics['task']}` with the paper's Algorithm 1, sleep passes {t['pa
 ## How it was trained
 - command: `{t['command']}`
 - seed {t['seed']}, {t['steps']} steps, batch {t['batch']}, lr {t['lr']}, {t['wall_s']} s of wall time (2 CPU cores)
-- warm start: {t['init'] or 'none'}
+- warm start: {f"{t['init']} at step {t['init_step']}" if t['init'] else 'none'}
 
 ## Held-out accuracy (through the public API)
 {metrics['examples']} examples from seed {metrics['seed']} (`edgesleep eval --model models/{name} --passes ...`);

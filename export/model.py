@@ -27,8 +27,8 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def l2_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    # ggml_l2_norm: x / max(||x||, eps)
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+    # qwen35's GDN q/k norm is rms_norm(x, eps/n)/sqrt(n) = x / sqrt(sum x^2 + eps) (models.h), not ggml_l2_norm
+    return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + eps)
 
 
 def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:

@@ -175,17 +175,18 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     model = Model(margs)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    step, elapsed = 0, 0.0
+    step, elapsed, init_step = 0, 0.0, None
     if ckpt.exists():
         meta = load_checkpoint(ckpt, model, opt)
-        step, elapsed = meta["step"], meta["elapsed"]
+        step, elapsed, init_step = meta["step"], meta["elapsed"], meta.get("init_step")
         print(f"resuming {ckpt} at step {step}")
     elif args.init:
-        load_checkpoint(args.init / "ckpt.safetensors", model)
-        print(f"warm start from {args.init}")
+        init_step = load_checkpoint(args.init / "ckpt.safetensors", model)["step"]
+        print(f"warm start from {args.init} at step {init_step}")
     (args.out / "args.json").write_text(json.dumps(
         {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "model": asdict(margs),
-         "argv": sys.argv[1:] if argv is None else argv}, indent=1))
+         "argv": sys.argv[1:] if argv is None else argv,
+         "init_step": init_step}, indent=1))
 
     lo, hi = parse_passes(args.passes)
     params = {**task.DEFAULTS, **parse_params(args.param)}
@@ -219,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         out_of_time = args.minutes and time.time() - t_start > args.minutes * 60
         if step % 100 == 0 or step == args.steps or out_of_time:
             save_checkpoint(ckpt, model, opt, {"step": step, "elapsed": time.time() - t_start,
-                                               "seed": args.seed, "passes": args.passes, "task": args.task})
+                                               "seed": args.seed, "passes": args.passes, "task": args.task,
+                                               "init_step": init_step})
         if out_of_time:
             break
 
