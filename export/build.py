@@ -20,7 +20,7 @@ from edgesleep.tokenizer import Tokenizer
 from export.model import Model
 from export.to_gguf import export_gguf
 from export.to_onnx import export_onnx
-from export.train import load_checkpoint, parse_passes
+from export.train import load_checkpoint, parse_params, parse_passes
 
 
 def build(run: Path, out: Path, eval_examples: int = 200, eval_passes: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
@@ -32,7 +32,8 @@ def build(run: Path, out: Path, eval_examples: int = 200, eval_passes: tuple[int
     train = {"command": " ".join(["python -m export.train", *run_args.get("argv", [])]),
              "seed": meta["seed"], "steps": meta["step"], "wall_s": round(meta["elapsed"]),
              "passes": run_args["passes"], "batch": run_args["batch"], "lr": run_args["lr"],
-             "init": run_args.get("init"), "init_step": run_args.get("init_step")}
+             "init": run_args.get("init"), "init_step": run_args.get("init_step"),
+             "params": run_args.get("param", [])}
     tmp = out.with_name(out.name + ".tmp")
     config = write_model_dir(model, tmp, run_args["task"], list(range(lo, hi + 1)), train)
 
@@ -56,7 +57,9 @@ def write_model_dir(model: Model, out: Path, task: str, passes: list[int], train
     out.mkdir(parents=True)
     module = get_task(task)
     Tokenizer.from_words(module.VOCAB).save(out / "tokenizer.json")
-    config = Config(model.args, {"name": task, **{k: list(v) for k, v in module.DEFAULTS.items()}}, passes, train)
+    params = parse_params(train.get("params", []))
+    config = Config(model.args, {"name": task, **{k: list(v) for k, v in module.DEFAULTS.items()},
+                                 **{k: params[k] for k in module.CONFIG_KEYS if k in params}}, passes, train)
     (out / "config.json").write_text(config.to_json())
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "weights.safetensors"))
     export_onnx(model, out)

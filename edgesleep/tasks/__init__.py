@@ -23,7 +23,8 @@ class Example:
 
 
 def get_task(name: str):
-    """The task module for `name`: VOCAB, DEFAULTS (training ranges), sample(rng, **params),
+    """The task module for `name`: VOCAB, DEFAULTS (training ranges), CONFIG_KEYS (the
+    training parameters config.json records, e.g. rule110's steps), sample(rng, **params),
     and eval_params(config task) -> the parameters evaluation samples with."""
     from edgesleep.tasks import depo, facts, rule110
 

@@ -13,6 +13,7 @@ NODES = [f"n{i:02d}" for i in range(64)]
 HOPS = [f"k{h}" for h in range(1, 17)]
 VOCAB = NODES + HOPS
 DEFAULTS = {"nodes": (8, 24)}
+CONFIG_KEYS = ("kmax",)  # training parameters that define the model's task (config.json)
 
 
 def eval_hops(kmax: int) -> list[int]:

@@ -20,6 +20,7 @@ VOCAB = list(dict.fromkeys(PEOPLE + CITIES + JOBS + PETS + FUNCTION_WORDS))
 KINDS = ("1-hop", "2-hop", "move")
 DISTRACTORS = ("the weather is nice today .", "i had lunch .", "the meeting was long .")
 DEFAULTS = {"people": (4, 8)}
+CONFIG_KEYS = ()  # training parameters that define the model's task (config.json)
 
 
 def eval_params(task: dict) -> dict:

@@ -12,6 +12,7 @@ from edgesleep.tasks import Example, Question
 STRINGS, CELLS = 4, 24
 VOCAB = ["0", "1"] + [f"q{i}" for i in range(1, STRINGS + 1)]
 DEFAULTS: dict = {}
+CONFIG_KEYS = ("steps",)  # training parameters that define the model's task (config.json)
 
 
 def step(cells: np.ndarray) -> np.ndarray:
