@@ -14,6 +14,7 @@ from pathlib import Path
 from edgesleep.progress import Progress
 
 MAX_INPUT = 64 * 1024 * 1024  # bytes of text one `feed` accepts
+BACKEND_HELP = "onnx (default), gguf (llama.cpp on model.gguf) or gguf:q8_0 (on model.q8_0.gguf)"
 
 
 def open_runtime(args: argparse.Namespace, passes: int | None = None):
@@ -43,7 +44,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if any(p < 1 for p in passes):
         raise ValueError("--passes takes positive integers, e.g. 1,2,4")
     result = evaluate(args.model, passes, examples=args.examples, seed=args.seed, task=args.task,
-                      progress=Progress("eval", args.examples * len(passes)))
+                      backend=args.backend, progress=Progress("eval", args.examples * len(passes)))
     if args.json:
         print(json.dumps(result, indent=1))
         return
@@ -170,6 +171,15 @@ def cmd_daemon(args: argparse.Namespace) -> None:
            poll_s=args.poll, rounds=args.rounds, say=lambda s: print(s, flush=True))
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from edgesleep.bench import run_bench, table
+
+    result = run_bench(args.model, quick=args.quick, name=args.name, out=args.out)
+    for w in result["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    print(json.dumps(result, indent=1, default=float) if args.json else table(result))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgesleep", description="A small language model that sleeps.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -194,13 +204,16 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--examples", type=int, default=100)
     e.add_argument("--seed", type=int, default=1234)
     e.add_argument("--json", action="store_true")
+    e.add_argument("--backend", default="onnx", help=BACKEND_HELP)
 
     f = command("feed", cmd_feed, "append text to the memory (wake; light sleep at each eviction)")
     f.add_argument("--passes", type=int)
+    f.add_argument("--backend", default="onnx", help=BACKEND_HELP)
     f.add_argument("file", nargs="?", default="-", help="a text file, or - for stdin (default)")
 
     a = command("ask", cmd_ask, "answer a question from the memory (a pure query)")
     a.add_argument("question")
+    a.add_argument("--backend", default="onnx", help=BACKEND_HELP)
 
     s = command("sleep", cmd_sleep, "deep sleep now: consolidate everything fed with N passes")
     s.add_argument("--passes", type=int, default=4)
@@ -231,13 +244,14 @@ def parser() -> argparse.ArgumentParser:
     dm.add_argument("--joule-budget", type=float, help="joules per deep sleep (where RAPL is readable)")
     dm.add_argument("--rounds", type=int, help="stop after this many polls (default: run until killed)")
 
-    command("bench", lambda a: _not_yet("bench", "the benchmark suite"), "performance figures (not built yet)",
-            memory=False, model=False)
+    bn = command("bench", cmd_bench, "performance figures: history, sleep depth and cost, footprint, backends, "
+                 "the limit", memory=False, model=False)
+    bn.add_argument("--model", default="facts", help="a model directory or bundled model name (default: facts)")
+    bn.add_argument("--quick", action="store_true", help="small sizes: seconds instead of minutes")
+    bn.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    bn.add_argument("--name", help="results name (default: the model's, with -quick in quick mode)")
+    bn.add_argument("--out", help="folder for <name>.json and the plots (default: benchmarks/results)")
     return p
-
-
-def _not_yet(command: str, what: str) -> None:
-    raise NotImplementedError(f"`edgesleep {command}` needs {what}, which this version does not have yet")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, NotImplementedError, FloatingPointError, MemoryError_) as e:
+    except (OSError, ValueError, ImportError, NotImplementedError, FloatingPointError, MemoryError_) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -15,9 +15,10 @@ from edgesleep.tasks import get_task
 
 
 def evaluate(model_dir: str | Path, passes: list[int], examples: int = 100, seed: int = 1234,
-             task: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
-    """{"task", "examples", "seed", "accuracy": {N: {kind: acc}}, "counts": {kind: n}}."""
-    rt = Runtime(model_dir)
+             task: str | None = None, progress: Callable[[int, int], None] | None = None,
+             backend: str = "onnx") -> dict:
+    """{"task", "examples", "seed", "backend", "accuracy": {N: {kind: acc}}, "counts": {kind: n}}."""
+    rt = Runtime(model_dir, backend=backend)
     name = task or rt.config.task["name"]
     if name != rt.config.task["name"]:
         raise ValueError(f"{model_dir} was trained for {rt.config.task['name']!r}, not {name!r}")
@@ -43,4 +44,4 @@ def evaluate(model_dir: str | Path, passes: list[int], examples: int = 100, seed
                 progress(done, total)
         acc[n] = {k: right[k] / counts[k] for k in sorted(counts)}
     rt.close()
-    return {"task": name, "examples": examples, "seed": seed, "accuracy": acc, "counts": counts}
+    return {"task": name, "examples": examples, "seed": seed, "backend": backend, "accuracy": acc, "counts": counts}

@@ -141,6 +141,11 @@ class Runtime:
             self.window, snap, self._logits = saved
             self.memory.restore_snapshot(snap)
 
+    @property
+    def logits(self) -> np.ndarray | None:
+        """The next-token logits after the last token fed (a copy; None before any)."""
+        return None if self._logits is None else self._logits.copy()
+
     def _greedy(self, logits: np.ndarray) -> int:
         logits = logits.copy()
         logits[self.tokenizer.special_ids] = -np.inf

@@ -28,25 +28,23 @@ class FastWeights:
 
 @dataclass
 class Window:
-    """Everything that lives only until the next eviction: the tokens of the window, the
-    attention cache (L slots), the conv state, and the pass-1 features h that the wake steps
-    computed (the input of sleep pass 2)."""
+    """Everything that lives only until the next eviction: the tokens of the window (L slots),
+    the attention cache and the conv state. The llama.cpp backend keeps the attention cache and
+    conv state inside llama.cpp and records `start`, the fast weights the window began from:
+    with them and the tokens it rebuilds its cache after `answer` restores an older window."""
 
     tokens: list[int]
     kv: dict[int, tuple[np.ndarray, np.ndarray]]
     conv: dict[int, np.ndarray]
-    features: np.ndarray
-
-    @property
-    def length(self) -> int:
-        return self.features.shape[0]
+    length: int
+    start: FastWeights | None = None  # never modified in place, so copies share it
 
     @classmethod
     def empty(cls, a: ModelArgs) -> "Window":
         kv = {i: (np.zeros((a.attn_heads, a.window, a.attn_head_dim), np.float32),
                   np.zeros((a.attn_heads, a.window, a.attn_head_dim), np.float32)) for i in a.attn_layers}
         conv = {i: np.zeros((a.conv_channels, a.conv_kernel - 1), np.float32) for i in a.gdn_layers}
-        return cls([], kv, conv, np.zeros((a.window, a.d_model), np.float32))
+        return cls([], kv, conv, a.window)
 
     @property
     def pos(self) -> int:
@@ -61,4 +59,4 @@ class Window:
 
     def copy(self) -> "Window":
         return Window(list(self.tokens), {i: (k.copy(), v.copy()) for i, (k, v) in self.kv.items()},
-                      {i: c.copy() for i, c in self.conv.items()}, self.features.copy())
+                      {i: c.copy() for i, c in self.conv.items()}, self.length, self.start)

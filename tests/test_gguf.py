@@ -1,8 +1,11 @@
-"""The GGUF path: export/to_gguf.py run by llama.cpp (edgesleep/backends/gguf.py) vs the torch model.
+"""The GGUF path: export/to_gguf.py run by llama.cpp (edgesleep/backends/gguf.py) vs the torch model,
+and backend="gguf" vs backend="onnx" through the public API.
 
 Same weights, same stream: logits within a window, fast weights injected after several evictions,
-the recurrent state read back, the conv state, and a q8_0 export.
+the recurrent state read back, the conv state, a q8_0 export; the runtime on either backend, and
+a memory moved from one backend to the other.
 """
+import shutil
 import struct
 
 import numpy as np
@@ -12,38 +15,23 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
+import edgesleep  # noqa: E402
+from conftest import scaled_random_model  # noqa: E402
 from edgesleep.backends.gguf import LlamaSession, StateLayoutError  # noqa: E402
+from edgesleep.cli import main as cli  # noqa: E402
 from edgesleep.config import ModelArgs  # noqa: E402
-from export.model import Model  # noqa: E402
 from export.to_gguf import export_gguf  # noqa: E402
 from export.to_onnx import WakeStep, example_states, state_names  # noqa: E402
 
-CONTEXT = "alice lives in paris . bob works as a chef . alice has a cat . the weather is nice today ."
+CONTEXT = "alice lives in paris . bob works as a chef . alice has a cat . the weather is nice today ."  # 22 tokens
+QUESTION = "where does alice live ?"
 TOL = dict(atol=1e-3, rtol=1e-3)
 
 
-def scaled_random_model(args: ModelArgs, seed: int) -> Model:
-    """Like conftest's `tiny`: weights scaled up so that a parity test can fail."""
-    torch.manual_seed(seed)
-    model = Model(args)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.3)
-            elif name.endswith("dt_bias"):
-                p.uniform_(-3, 0)
-            elif name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)  # so that swapped or misplaced norms show
-            elif name.endswith("A_log"):
-                p.uniform_(-1, 1)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def tiny_gguf(tiny, tmp_path_factory):
+def tiny_gguf(tiny):
     model, path = tiny
-    out = export_gguf(model, tmp_path_factory.mktemp("gguf") / "model.gguf", model.args.vocab_size)
-    with LlamaSession(out, n_threads=1) as s:
+    with LlamaSession(path / "model.gguf", n_threads=1) as s:  # export/build.py wrote it
         yield model, path, s
 
 
@@ -53,6 +41,12 @@ def odd_gguf(tmp_path_factory):
     args = ModelArgs(vocab_size=40, d_model=32, layer_types=["gdn", "gdn", "attention", "gdn"], attn_heads=2,
                      attn_head_dim=16, gdn_heads=2, gdn_head_dim=16, ffn_dim=64, window=8)
     model = scaled_random_model(args, seed=1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)  # so that swapped or misplaced norms show
+            elif name.endswith("A_log"):
+                p.uniform_(-1, 1)
     out = export_gguf(model, tmp_path_factory.mktemp("gguf") / "model.gguf", args.vocab_size)
     with LlamaSession(out, n_threads=1) as s:
         yield model, s
@@ -132,7 +126,7 @@ def test_injected_fast_weights_after_evictions(tiny_gguf, passes):
     model, path, s = tiny_gguf
     from edgesleep.tokenizer import Tokenizer
     tok = Tokenizer.from_file(path / "tokenizer.json")
-    ids, q_ids = tok.encode(CONTEXT), tok.encode("where does alice live ?")
+    ids, q_ids = tok.encode(CONTEXT), tok.encode(QUESTION)
     assert len(ids) > 2 * model.args.window  # at least two evictions before the question
     ref, S, S_after = torch_reference(model, ids, q_ids, passes)
     assert max(np.abs(x).max() for x in S) > 0.1  # the fast weights carry something
@@ -149,13 +143,12 @@ def test_injected_fast_weights_after_evictions(tiny_gguf, passes):
 def test_runtime_fast_weights_run_in_llama(tiny_gguf):
     """The ONNX runtime's consolidated fast weights (edgesleep.state.FastWeights) go into
     llama.cpp as they are; the question then gives the runtime's logits and S."""
-    import edgesleep
     model, path, s = tiny_gguf
     with edgesleep.open(path, passes=2) as rt:
         rt.feed(CONTEXT)
         rt.sleep()
         S = {i: x.copy() for i, x in rt.memory.consolidated.S.items()}
-        q_ids = rt.tokenizer.encode("where does alice live ?")
+        q_ids = rt.tokenizer.encode(QUESTION)
         for t in q_ids:
             rt._step(t)
         ref, S_after = rt._logits, {i: x.copy() for i, x in rt.memory.fast.S.items()}
@@ -275,3 +268,70 @@ def test_bad_files(tmp_path):
 def zero_S(model):
     a = model.args
     return {i: np.zeros((a.gdn_heads, a.gdn_head_dim, a.gdn_head_dim), np.float32) for i in a.gdn_layers}
+
+
+# -- backend="gguf" through the public API ------------------------------------------------------
+def assert_same_state(a, b):
+    for i, x in a.memory.fast.S.items():
+        np.testing.assert_allclose(b.memory.fast.S[i], x, **TOL)
+
+
+def test_gguf_backend_matches_onnx(tiny):
+    """One stream on both backends: logits after two evictions, answers (the first crosses an
+    eviction; after each, llama.cpp must rebuild the window it no longer holds), more input,
+    a deep sleep (pass 1 recomputed on the sleep graph), and a question after it."""
+    _, path = tiny
+    with edgesleep.open(path, passes=2) as onnx, edgesleep.open(path, backend="gguf", passes=2) as gguf:
+        assert (onnx.status()["backend"], gguf.status()["backend"]) == ("onnx", "gguf")
+        runtimes = (onnx, gguf)
+        for rt in runtimes:
+            rt.feed(CONTEXT)
+        assert gguf.status()["tokens_consolidated"] == 2 * gguf.config.window
+        assert np.abs(onnx.logits).max() > 0.5
+        np.testing.assert_allclose(gguf.logits, onnx.logits, **TOL)
+        assert_same_state(onnx, gguf)
+        for q in (QUESTION, "what is bob 's job ?", QUESTION):
+            assert gguf.answer(q) == onnx.answer(q)
+        for rt in runtimes:
+            rt.feed("bob has a dog .")
+        np.testing.assert_allclose(gguf.logits, onnx.logits, **TOL)
+        for rt in runtimes:
+            rt.sleep()
+        assert_same_state(onnx, gguf)
+        for rt in runtimes:
+            rt.feed(QUESTION)
+        np.testing.assert_allclose(gguf.logits, onnx.logits, **TOL)
+
+
+def test_memory_moves_between_backends(tiny, tmp_path):
+    """A memory deep-slept under onnx, opened under gguf (the fingerprint does not depend on
+    the backend), answers as under onnx."""
+    _, path = tiny
+    with edgesleep.open(path, memory=tmp_path / "m", passes=2) as rt:
+        rt.feed(CONTEXT)
+        rt.sleep()
+    shutil.copytree(tmp_path / "m", tmp_path / "copy")
+    answers, logits = {}, {}
+    for backend, memory in (("onnx", "m"), ("gguf", "copy")):
+        with edgesleep.open(path, memory=tmp_path / memory, backend=backend) as rt:
+            assert rt.memory.head.deep and rt.memory.head.passes == 2
+            answers[backend] = rt.answer(QUESTION)
+            rt.feed(QUESTION)
+            logits[backend] = rt.logits
+    assert answers["gguf"] == answers["onnx"]
+    np.testing.assert_allclose(logits["gguf"], logits["onnx"], **TOL)
+
+
+def test_gguf_backend_without_its_file(tiny, tmp_path, capsys):
+    _, path = tiny
+    bare = tmp_path / "bare"
+    shutil.copytree(path, bare, ignore=shutil.ignore_patterns("*.gguf"))
+    with pytest.raises(FileNotFoundError, match=r"no model\.gguf .*`python -m export\.to_gguf "):
+        edgesleep.open(bare, backend="gguf")
+    with pytest.raises(FileNotFoundError, match=r"no model\.q8_0\.gguf .*--quant q8_0`"):
+        edgesleep.open(bare, backend="gguf:q8_0")
+    with pytest.raises(ValueError, match="unknown backend"):
+        edgesleep.open(bare, backend="mlx")
+    assert cli(["ask", "--memory", str(tmp_path / "m"), "--model", str(bare), "--backend", "gguf", QUESTION]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "export.to_gguf" in err and err.count("\n") == 1

@@ -1,8 +1,10 @@
 """llama.cpp (llama-cpp-python's low-level bindings) running a qwen35 GGUF of export/to_gguf.py.
 
-The fast weights S live outside llama.cpp, as in the ONNX backend: `inject` writes them (and
-optionally the conv state) into llama.cpp's recurrent cache through the sequence-state API and
-clears the attention cache; `read_state` reads them back.
+`GgufBackend` is the runtime's backend="gguf": wake steps in llama.cpp, sleep passes on the
+ONNX sleep graph. It is built on `LlamaSession`, one llama.cpp context whose recurrent state
+the fast weights S go into and come out of. S lives outside llama.cpp, as in the ONNX backend:
+`inject` writes it (and optionally the conv state) into llama.cpp's recurrent cache through the
+sequence-state API and clears the attention cache; `read_state` reads it back.
 
     with LlamaSession("model.gguf", n_threads=1) as s:
         s.inject({1: S1, 3: S3})          # S per GDN layer: (H, dv, dk) float32
@@ -42,10 +44,15 @@ from pathlib import Path
 
 import numpy as np
 
+from edgesleep.backends.onnx import OnnxSleep
+from edgesleep.config import Config
+from edgesleep.state import FastWeights, Window
+
 MAGIC = 0xAF143CD8
 TYPE_F32 = 0  # ggml_type GGML_TYPE_F32
 PARTIAL_ONLY = 1  # LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY
 SEQ = 0
+LAYOUT_OF = "0.3.36"  # the llama-cpp-python whose blob layout the docstring describes
 
 _lib = None
 _log_tail: deque[str] = deque(maxlen=20)
@@ -53,7 +60,13 @@ _log_cb = None
 
 
 class StateLayoutError(RuntimeError):
-    """llama.cpp's sequence-state blob is not laid out as this module expects."""
+    """llama.cpp's sequence-state blob is not laid out as this module expects: llama.cpp changed
+    its format, and the layout above must follow it before any state is trusted."""
+
+    def __init__(self, message: str):
+        installed = getattr(_lib, "__version__", "unknown")
+        super().__init__(f"{message} (this backend reads the layout of llama-cpp-python {LAYOUT_OF}; "
+                         f"installed: {installed})")
 
 
 def _llama():
@@ -388,3 +401,55 @@ class LlamaSession:
             self.close()
         except Exception:
             pass
+
+
+class GgufBackend(OnnxSleep):
+    """backend="gguf": wake steps in llama.cpp, sleep passes on the ONNX sleep graph.
+
+    A window starts with an empty attention cache and the fast weights injected with a zero
+    conv state; after every token S is read back from llama.cpp, so a light sleep (N = 1) is
+    free, as with ONNX. The attention cache and conv state stay inside llama.cpp (the window's
+    kv and conv are unused); when a window that llama.cpp no longer holds comes back (`answer`
+    restores the one before the question), its cache is rebuilt from `window.start` and its
+    tokens. Deep sleep runs every pass, the first included, on the sleep graph, as under ONNX.
+    """
+
+    def __init__(self, model_dir: Path, config: Config, threads: int | None = None, quant: str = "f32"):
+        file = "model.gguf" if quant == "f32" else f"model.{quant}.gguf"
+        if not (model_dir / file).is_file():
+            how = "" if quant == "f32" else f" --quant {quant}"
+            raise FileNotFoundError(f"{model_dir} has no {file} for the gguf backend; make it with "
+                                    f"`python -m export.to_gguf {model_dir}{how}` (needs the train and gguf extras)")
+        super().__init__(model_dir, config, threads)
+        self.name = "gguf" if quant == "f32" else f"gguf:{quant}"
+        a = config.args
+        self.session = LlamaSession(model_dir / file, n_threads=threads or 1, n_ctx=a.window)
+        lay = self.session.layout
+        if (self.session.vocab_size, lay.gdn_layers, lay.heads, lay.dk) != \
+                (a.vocab_size, tuple(a.gdn_layers), a.gdn_heads, a.gdn_head_dim):
+            raise ValueError(f"{model_dir / file} does not match {model_dir / 'config.json'}; re-export it")
+        self._live: tuple[Window, int, dict[int, np.ndarray]] | None = None  # what llama.cpp holds
+
+    def step(self, token: int, window: Window, fast: FastWeights) -> np.ndarray:
+        """One wake step, as OnnxBackend.step: appends `token` to `window`, updates `fast` in
+        place, returns the logits."""
+        s = self.session
+        if not window.pos:
+            window.start = fast.copy()
+            s.inject(fast.S)
+        elif not self._holds(window, fast):
+            s.inject(window.start.S)
+            s.decode_many(window.tokens, 0)
+        logits = s.decode(token, window.pos)
+        fast.S.update(s.read_state())
+        window.tokens.append(token)
+        self._live = (window, window.pos, dict(fast.S))
+        return logits
+
+    def _holds(self, window: Window, fast: FastWeights) -> bool:
+        """Whether llama.cpp's state is `window` with `fast` as the last step left them. By
+        identity: a restored window or fast weights are copies."""
+        if self._live is None:
+            return False
+        live, pos, S = self._live
+        return live is window and pos == window.pos and all(fast.S[i] is x for i, x in S.items())

@@ -4,43 +4,80 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+from onnx import numpy_helper
 
 from edgesleep.config import Config
 from edgesleep.state import FastWeights, Window
 
 
-class OnnxBackend:
-    name = "onnx"
+def _session(path: Path, threads: int | None) -> ort.InferenceSession:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # One thread by default: at this size, threading costs more than it saves (bench: 2.7 vs
+    # 4.6 ms per wake step with 1 and 2 threads).
+    opts.intra_op_num_threads = threads or 1
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own types for a bad file
+        raise ValueError(f"{path} is not a valid ONNX graph: {str(e).splitlines()[0]}") from None
+
+
+EMBED = "m.embed.weight"  # export/to_onnx.py: WakeStep.m is the model
+
+
+def _embeddings(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """The token embedding table of the ONNX wake graph."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing")
+    for t in onnx.load(str(path)).graph.initializer:
+        if t.name == EMBED and tuple(t.dims) == shape:
+            return numpy_helper.to_array(t).astype(np.float32)
+    raise ValueError(f"{path} has no {EMBED} of shape {shape}; re-export the model")
+
+
+class OnnxSleep:
+    """The sleep pass (sleep.onnx). Every backend sleeps through it: the fast weights are the
+    common currency, so a memory consolidated under one backend is used as is by another."""
 
     def __init__(self, model_dir: Path, config: Config, threads: int | None = None):
         self.args = config.args
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # One thread by default: at this size, threading costs more than it saves (bench: 2.7 vs
-        # 4.6 ms per wake step with 1 and 2 threads).
-        opts.intra_op_num_threads = threads or 1
-        opts.inter_op_num_threads = 1
-        self.wake = self._session(model_dir / "model.onnx", opts)
-        self.sleep = self._session(model_dir / "sleep.onnx", opts)
-        self._wake_outputs = [o.name for o in self.wake.get_outputs()]
+        self.sleep = _session(model_dir / "sleep.onnx", threads)
+        self._embed = _embeddings(model_dir / "model.onnx", (config.args.vocab_size, config.args.d_model))
+
+    def embed(self, tokens: list[int]) -> np.ndarray:
+        """The input of sleep pass 1 for a window of `tokens`: their embeddings, zero-padded to L."""
+        h = np.zeros((self.args.window, self.args.d_model), np.float32)
+        h[:len(tokens)] = self._embed[tokens]
+        return h
+
+    def sleep_pass(self, features: np.ndarray, mask: np.ndarray, fast: FastWeights) -> tuple[np.ndarray, FastWeights]:
+        """One sleep pass over a window's features from `fast`; returns (features, S)."""
+        feeds = {"h": features, "mask": mask, **{f"S.{i}": s for i, s in fast.S.items()}}
+        names = ["h.new", *[f"S.{i}.new" for i in fast.S]]
+        h, *S = self.sleep.run(names, feeds)
+        return h, FastWeights(dict(zip(fast.S, S)))
+
+
+class OnnxBackend(OnnxSleep):
+    name = "onnx"
+
+    def __init__(self, model_dir: Path, config: Config, threads: int | None = None):
+        super().__init__(model_dir, config, threads)
+        self.wake = _session(model_dir / "model.onnx", threads)
+        # the graph's pass-1 features "h" are not kept: deep sleep recomputes pass 1 on the sleep graph
+        self._wake_outputs = [o.name for o in self.wake.get_outputs() if o.name != "h"]
         self._token = np.zeros(1, np.int64)
         self._pos = np.zeros(1, np.int64)
-
-    @staticmethod
-    def _session(path: Path, opts: ort.SessionOptions) -> ort.InferenceSession:
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing")
-        try:
-            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own types for a bad file
-            raise ValueError(f"{path} is not a valid ONNX graph: {str(e).splitlines()[0]}") from None
 
     def step(self, token: int, window: Window, fast: FastWeights) -> np.ndarray:
         """One wake step: runs `token` at the next slot of `window`, updating the window and
         `fast` in place. Returns the logits."""
-        pos = window.pos
-        self._token[0], self._pos[0] = token, pos
+        self._token[0], self._pos[0] = token, window.pos
         feeds = {"token": self._token, "pos": self._pos}
         for i, (k, v) in window.kv.items():
             feeds[f"k.{i}"], feeds[f"v.{i}"] = k, v
@@ -51,13 +88,5 @@ class OnnxBackend:
             window.kv[i] = (out[f"k.{i}.new"], out[f"v.{i}.new"])
         for i in fast.S:
             fast.S[i], window.conv[i] = out[f"S.{i}.new"], out[f"conv.{i}.new"]
-        window.features[pos] = out["h"]
         window.tokens.append(token)
         return out["logits"]
-
-    def sleep_pass(self, features: np.ndarray, mask: np.ndarray, fast: FastWeights) -> tuple[np.ndarray, FastWeights]:
-        """One sleep pass over a window's features from `fast`; returns (features, S)."""
-        feeds = {"h": features, "mask": mask, **{f"S.{i}": s for i, s in fast.S.items()}}
-        names = ["h.new", *[f"S.{i}.new" for i in fast.S]]
-        h, *S = self.sleep.run(names, feeds)
-        return h, FastWeights(dict(zip(fast.S, S)))
