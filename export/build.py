@@ -1,13 +1,14 @@
 """Build a model directory from a training run: ONNX graphs, tokenizer, config, weights, card.
 
     python -m export.build --run runs/facts --out models/facts
+    python -m export.build --out models/facts --card-only    # re-evaluate, rewrite the card
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
-import sys
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from safetensors.torch import save_file
 
 from edgesleep.config import Config, ModelArgs
 from edgesleep.eval import evaluate
+from edgesleep.progress import Progress
 from edgesleep.tasks import get_task
 from edgesleep.tokenizer import Tokenizer
 from export.model import Model
@@ -29,30 +31,54 @@ def build(run: Path, out: Path, eval_examples: int = 200, eval_passes: tuple[int
     model = Model(margs)
     meta = load_checkpoint(run / "ckpt.safetensors", model)
     lo, hi = parse_passes(run_args["passes"])
-    train = {"command": " ".join(["python -m export.train", *run_args.get("argv", [])]),
-             "seed": meta["seed"], "steps": meta["step"], "wall_s": round(meta["elapsed"]),
-             "passes": run_args["passes"], "batch": run_args["batch"], "lr": run_args["lr"],
-             "init": run_args.get("init"), "init_step": run_args.get("init_step"),
-             "params": run_args.get("param", [])}
+    stages = lineage(run)
+    train = {"command": stages[-1]["command"], "seed": meta["seed"], "steps": meta["step"],
+             "wall_s": round(meta["elapsed"]), "passes": run_args["passes"], "batch": run_args["batch"],
+             "lr": run_args["lr"], "init": run_args.get("init"), "init_step": run_args.get("init_step"),
+             "params": run_args.get("param", []), "stages": stages,
+             "total_steps": sum(s["steps"] for s in stages), "total_wall_s": sum(s["wall_s"] for s in stages)}
     tmp = out.with_name(out.name + ".tmp")
-    config = write_model_dir(model, tmp, run_args["task"], list(range(lo, hi + 1)), train)
-
-    def progress(done: int, total: int) -> None:
-        print(f"\r  eval {done}/{total}", end="", file=sys.stderr, flush=True)
-
-    metrics = evaluate(tmp, list(eval_passes), examples=eval_examples, progress=progress)
-    print(file=sys.stderr)
-    metrics["train"] = train
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    (tmp / "card.md").write_text(card(out.name, config, metrics))
+    write_model_dir(model, tmp, run_args["task"], list(range(lo, hi + 1)), train)
+    metrics = write_card(tmp, out.name, eval_examples, eval_passes)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return metrics
 
 
+def write_card(model_dir: Path, name: str, eval_examples: int = 200,
+               eval_passes: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
+    """Evaluate a model directory through the public API and write its metrics.json and card.md
+    (also on its own, to refresh the cards of shipped models after a runtime change)."""
+    config = Config.load(model_dir)
+    progress = Progress(f"  eval {name}", len(eval_passes) * eval_examples)
+    metrics = evaluate(model_dir, list(eval_passes), examples=eval_examples, progress=progress)
+    metrics["train"] = config.train
+    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (model_dir / "card.md").write_text(card(name, config, metrics))
+    return metrics
+
+
+def lineage(run: Path) -> list[dict]:
+    """The chain of warm starts that made a run, oldest first: each stage's command, device,
+    passes, steps and wall time. A run made elsewhere (a GPU lease) names its parent by that
+    machine's path, so a parent is looked up beside the run by folder name first."""
+    stages = []
+    while run is not None:
+        args = json.loads((run / "args.json").read_text())
+        log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line]
+        stages.append({"run": run.name, "command": " ".join(["python -m export.train", *args.get("argv", [])]),
+                       "device": args.get("device", "cpu"), "passes": args["passes"], "batch": args["batch"],
+                       "seed": args["seed"], "steps": log[-1]["step"] if log else 0,
+                       "wall_s": round(log[-1]["elapsed"]) if log else 0})
+        init = args.get("init")
+        sibling = run.parent / Path(init).name if init else None
+        run = None if not init else sibling if sibling.exists() else Path(init)
+    return stages[::-1]
+
+
 def write_model_dir(model: Model, out: Path, task: str, passes: list[int], train: dict) -> Config:
-    """Everything the runtime loads: tokenizer.json, config.json, the ONNX graphs, the f32
-    GGUF for llama.cpp, and the weights (safetensors, for later exports)."""
+    """Everything the runtime loads: tokenizer.json, config.json, the ONNX graphs, the f32 and
+    Q8_0 GGUFs for llama.cpp, and the weights (safetensors, for later exports)."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     module = get_task(task)
@@ -64,24 +90,31 @@ def write_model_dir(model: Model, out: Path, task: str, passes: list[int], train
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "weights.safetensors"))
     export_onnx(model, out)
     export_gguf(model, out / "model.gguf", model.args.vocab_size)
+    export_gguf(model, out / "model.q8_0.gguf", model.args.vocab_size, quant="q8_0")
     return config
 
 
 def card(name: str, config: Config, metrics: dict) -> str:
     t = config.train
-    kinds = list(metrics["counts"])
+    # in natural order: h=2 before h=16
+    kinds = sorted(metrics["counts"], key=lambda k: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", k)])
     rows = "\n".join(f"| {n} | " + " | ".join(f"{acc[k]:.3f}" for k in kinds) + " |"
                      for n, acc in metrics["accuracy"].items())
     a = config.args
+    stage_rows = "\n".join(f"| {s['run']} | {s['device']} | {s['passes']} | {s['batch']} | {s['seed']} | {s['steps']} "
+                           f"| {s['wall_s']} | `{s['command']}` |" for s in t.get("stages", []))
     return f"""# {name}
 
 A {sum(1 for _ in a.layer_types)}-layer hybrid ({", ".join(a.layer_types)}), d={a.d_model}, window L={a.window},
 trained on `{metrics['task']}` with the paper's Algorithm 1, sleep passes {t['passes']} per context window.
 
 ## How it was trained
-- command: `{t['command']}`
-- seed {t['seed']}, {t['steps']} steps, batch {t['batch']}, lr {t['lr']}, {t['wall_s']} s of wall time (2 CPU cores)
-- warm start: {f"{t['init']} at step {t['init_step']}" if t['init'] else 'none'}
+{t.get('total_steps', t['steps'])} optimizer steps in all, {t.get('total_wall_s', t['wall_s'])} s of wall time, in these stages
+(each warm-starts from the one before; `cuda` stages ran on a GPU lease, several runs sharing one GPU):
+
+| stage | device | passes | batch | seed | steps | wall s | command |
+|---|---|---|---|---|---|---|---|
+{stage_rows}
 
 ## Held-out accuracy (through the public API)
 {metrics['examples']} examples from seed {metrics['seed']} (`edgesleep eval --model models/{name} --passes ...`);
@@ -97,12 +130,18 @@ attention cache cleared before it.
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--run", type=Path, help="the training run to build from")
+    ap.add_argument("--out", type=Path, required=True, help="the model directory")
     ap.add_argument("--eval-examples", type=int, default=200)
+    ap.add_argument("--card-only", action="store_true", help="re-evaluate --out and rewrite its card")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    metrics = build(args.run, args.out, args.eval_examples)
+    if args.card_only:
+        metrics = write_card(args.out, args.out.name, args.eval_examples)
+    elif args.run:
+        metrics = build(args.run, args.out, args.eval_examples)
+    else:
+        ap.error("give --run, or --card-only")
     print(json.dumps(metrics["accuracy"], indent=1))
 
 

@@ -236,7 +236,8 @@ class Model(nn.Module):
 
     def empty_state(self, batch: int) -> list[torch.Tensor]:
         a = self.args
-        return [torch.zeros(batch, a.gdn_heads, a.gdn_head_dim, a.gdn_head_dim) for _ in a.gdn_layers]
+        device = self.embed.weight.device
+        return [torch.zeros(batch, a.gdn_heads, a.gdn_head_dim, a.gdn_head_dim, device=device) for _ in a.gdn_layers]
 
     def window(self, h: torch.Tensor, S: list[torch.Tensor], mask: torch.Tensor | None = None,
                chunkwise: bool = True):

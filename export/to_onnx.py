@@ -11,11 +11,14 @@ S and everything else that outlives one call stay outside the graphs.
 """
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 import torch.nn as nn
+from onnx.external_data_helper import set_external_data
 
 from export.model import Model
 
@@ -90,3 +93,33 @@ def export_onnx(model: Model, out_dir: Path) -> None:
             str(out_dir / "sleep.onnx"), input_names=["h", "mask", *s_names],
             output_names=["h.new", *[n + ".new" for n in s_names]], dynamo=True,
             external_data=False, verbose=False)
+    share_weights(out_dir, ["model.onnx", "sleep.onnx"])
+
+
+WEIGHTS_DATA = "graphs.data"
+
+
+def share_weights(out_dir: Path, graphs: list[str]) -> None:
+    """Store each weight once for both graphs, in one external data file, and drop the
+    exporter's per-node debug metadata (stack traces with local paths). The wake step and the
+    sleep pass use the same tensors, so this halves a model folder's ONNX bytes."""
+    blob, where = bytearray(), {}
+    models = {g: onnx.load(str(out_dir / g)) for g in graphs}
+    for m in models.values():
+        for node in m.graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+        for t in m.graph.initializer:
+            if len(t.raw_data) < 1024:  # small constants stay inline
+                continue
+            key = hashlib.sha256(t.raw_data).digest()
+            if key not in where:
+                blob += b"\0" * (-len(blob) % 64)  # aligned, so onnxruntime can map it
+                where[key] = len(blob)
+                blob += t.raw_data
+            set_external_data(t, WEIGHTS_DATA, offset=where[key], length=len(t.raw_data))
+            t.ClearField("raw_data")
+            t.data_location = onnx.TensorProto.EXTERNAL
+    (out_dir / WEIGHTS_DATA).write_bytes(bytes(blob))
+    for g, m in models.items():
+        onnx.save(m, str(out_dir / g))

@@ -78,6 +78,10 @@ def make_batch(task, tok: Tokenizer, rng: np.random.Generator, batch: int, L: in
     }
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 def consolidate(model: Model, batch: dict, passes) -> list[torch.Tensor]:
     """Algorithm 1's context side: every window gets N passes. `passes` is an int or a callable
     that draws N for each window."""
@@ -116,13 +120,13 @@ def evaluate(model: Model, batches: list[dict], passes: list[int]) -> dict:
 
 def save_checkpoint(path: Path, model: Model, opt: torch.optim.Optimizer, meta: dict) -> None:
     """Model and optimizer tensors in one safetensors file, written atomically."""
-    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     names = {id(p): n for n, p in model.named_parameters()}
     for group in opt.param_groups:
         for p in group["params"]:
             for k, v in opt.state.get(p, {}).items():
                 if torch.is_tensor(v) and v.dim() > 0:
-                    tensors[f"opt.{names[id(p)]}.{k}"] = v.contiguous()
+                    tensors[f"opt.{names[id(p)]}.{k}"] = v.cpu().contiguous()
     meta = {**meta, "opt_step": max((int(s["step"]) for s in opt.state.values()), default=0)}
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta)})
@@ -138,7 +142,8 @@ def load_checkpoint(path: Path, model: Model, opt: torch.optim.Optimizer | None 
         meta = json.loads(f.metadata()["meta"])
     if opt is not None:
         for n, p in model.named_parameters():
-            state = {k: tensors[f"opt.{n}.{k}"] for k in ("exp_avg", "exp_avg_sq") if f"opt.{n}.{k}" in tensors}
+            state = {k: tensors[f"opt.{n}.{k}"].to(p.device) for k in ("exp_avg", "exp_avg_sq")
+                     if f"opt.{n}.{k}" in tensors}
             if state:
                 opt.state[p] = {**state, "step": torch.tensor(float(meta["opt_step"]))}
     return meta
@@ -163,6 +168,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-examples", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--minutes", type=float, default=0, help="stop (with a checkpoint) after this long")
+    ap.add_argument("--budget-minutes", type=float, default=0,
+                    help="train for this much wall time: the cosine schedule follows the clock instead of "
+                         "--steps (for a GPU lease; not bit-reproducible, the log records the steps reached)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -173,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = args.out / "ckpt.safetensors"
 
     torch.manual_seed(args.seed)
-    model = Model(margs)
+    device = torch.device(args.device)
+    model = Model(margs).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     step, elapsed, init_step = 0, 0.0, None
     if ckpt.exists():
@@ -191,17 +201,22 @@ def main(argv: list[str] | None = None) -> None:
     lo, hi = parse_passes(args.passes)
     params = {**task.DEFAULTS, **parse_params(args.param)}
     held_rng = np.random.default_rng(10_000 + args.seed)
-    held = [make_batch(task, tok, held_rng, 64, margs.window, {}) for _ in range(args.eval_examples // 64)]
-    held += [make_batch(task, tok, held_rng, args.eval_examples % 64, margs.window, {})] if args.eval_examples % 64 else []
-    eval_passes = sorted({1, hi, 4})
+    # Held-out data uses the evaluation ranges, but the training value of what defines the task
+    # (rule110's t, depo's Kmax).
+    held_params = {k: params[k] for k in task.CONFIG_KEYS if k in params}
+    sizes = [64] * (args.eval_examples // 64) + ([args.eval_examples % 64] if args.eval_examples % 64 else [])
+    held = [to_device(make_batch(task, tok, held_rng, n, margs.window, held_params), device) for n in sizes]
+    eval_passes = sorted({1, 2, 4, hi})
     log = (args.out / "log.jsonl").open("a")
     t_start = time.time() - elapsed
-    while step < args.steps:
+    budget = args.budget_minutes * 60
+    while step < args.steps and (not budget or time.time() - t_start < budget):
         rng = np.random.default_rng([args.seed, step])  # data depends only on (seed, step): resumable
-        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        progress = (time.time() - t_start) / budget if budget else step / args.steps
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = make_batch(task, tok, rng, args.batch, margs.window, batch_params(params, rng))
+        batch = to_device(make_batch(task, tok, rng, args.batch, margs.window, batch_params(params, rng)), device)
         t0 = time.time()
         S = consolidate(model, batch, lambda: int(rng.integers(lo, hi + 1)))
         loss = F.cross_entropy(answer_logits(model, batch, S), batch["answers"])
@@ -212,13 +227,14 @@ def main(argv: list[str] | None = None) -> None:
         step += 1
         rec = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "grad_norm": round(gnorm, 3),
                "s_per_step": round(time.time() - t0, 3), "elapsed": round(time.time() - t_start, 1)}
-        if step % args.eval_every == 0 or step == args.steps:
+        last = step == args.steps or (budget and time.time() - t_start >= budget)
+        if step % args.eval_every == 0 or last:
             rec["eval"] = evaluate(model, held, eval_passes)
             print(json.dumps(rec), flush=True)
         log.write(json.dumps(rec) + "\n")
         log.flush()
         out_of_time = args.minutes and time.time() - t_start > args.minutes * 60
-        if step % 100 == 0 or step == args.steps or out_of_time:
+        if step % 100 == 0 or last or out_of_time:
             save_checkpoint(ckpt, model, opt, {"step": step, "elapsed": time.time() - t_start,
                                                "seed": args.seed, "passes": args.passes, "task": args.task,
                                                "init_step": init_step})
