@@ -149,29 +149,83 @@ def load_checkpoint(path: Path, model: Model, opt: torch.optim.Optimizer | None 
     return meta
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def common_args(ap: argparse.ArgumentParser, steps: int, eval_every: int, threads: int) -> None:
+    """The arguments every trainer here shares (this one and export/train_baselines.py)."""
     ap.add_argument("--task", default="facts")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--passes", default="1", help="N, or a range like 1-4 sampled per window")
+    ap.add_argument("--steps", type=int, default=steps)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--init", type=Path, help="warm start: a run folder whose weights to start from")
-    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--eval-every", type=int, default=eval_every)
     ap.add_argument("--param", action="append", default=[],
                     help="a task parameter for training data, e.g. people=2-8 or questions=20")
     ap.add_argument("--eval-examples", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=threads)
     ap.add_argument("--minutes", type=float, default=0, help="stop (with a checkpoint) after this long")
     ap.add_argument("--budget-minutes", type=float, default=0,
                     help="train for this much wall time: the cosine schedule follows the clock instead of "
                          "--steps (for a GPU lease; not bit-reproducible, the log records the steps reached)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def held_out(task, tok: Tokenizer, params: dict, args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """The held-out batches of the training log: the evaluation ranges, but the training value
+    of what defines the task (rule110's t, depo's Kmax)."""
+    rng = np.random.default_rng(10_000 + args.seed)
+    task_params = {k: params[k] for k in task.CONFIG_KEYS if k in params}
+    sizes = [64] * (args.eval_examples // 64) + ([args.eval_examples % 64] if args.eval_examples % 64 else [])
+    return [to_device(make_batch(task, tok, rng, n, args.window, task_params), device) for n in sizes]
+
+
+def fit(model: Model, opt: torch.optim.Optimizer, args: argparse.Namespace, task, tok: Tokenizer, params: dict,
+        loss_fn, eval_fn, step: int, elapsed: float, meta: dict) -> tuple[int, float, bool]:
+    """The plain training loop: a cosine lr over --steps (or over the --budget-minutes clock),
+    data from (seed, step) alone, a JSON-lines log with `eval_fn()` every --eval-every steps and
+    at the end, a checkpoint every 100 steps. `loss_fn(batch, rng)` gives the loss of a batch.
+    Returns (step, elapsed, finished); not finished when --minutes ran out first."""
+    device = next(model.parameters()).device
+    ckpt, log = args.out / "ckpt.safetensors", (args.out / "log.jsonl").open("a")
+    t_start, budget = time.time() - elapsed, args.budget_minutes * 60
+    while step < args.steps and (not budget or time.time() - t_start < budget):
+        rng = np.random.default_rng([args.seed, step])  # data depends only on (seed, step): resumable
+        progress = (time.time() - t_start) / budget if budget else step / args.steps
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = to_device(make_batch(task, tok, rng, args.batch, args.window, batch_params(params, rng)), device)
+        t0 = time.time()
+        loss = loss_fn(batch, rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+        opt.step()
+        step += 1
+        rec = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "grad_norm": round(gnorm, 3),
+               "s_per_step": round(time.time() - t0, 3), "elapsed": round(time.time() - t_start, 1)}
+        last = step == args.steps or bool(budget and time.time() - t_start >= budget)
+        if step % args.eval_every == 0 or last:
+            rec["eval"] = eval_fn()
+            print(json.dumps(rec), flush=True)
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        out_of_time = bool(args.minutes and time.time() - t_start > args.minutes * 60)
+        if step % 100 == 0 or last or out_of_time:
+            save_checkpoint(ckpt, model, opt, {"step": step, "elapsed": time.time() - t_start, "seed": args.seed,
+                                               "task": args.task, **meta})
+        if out_of_time:
+            return step, time.time() - t_start, False
+    return step, time.time() - t_start, True
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_args(ap, steps=4000, eval_every=500, threads=2)
+    ap.add_argument("--passes", default="1", help="N, or a range like 1-4 sampled per window")
+    ap.add_argument("--init", type=Path, help="warm start: a run folder whose weights to start from")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -200,46 +254,14 @@ def main(argv: list[str] | None = None) -> None:
 
     lo, hi = parse_passes(args.passes)
     params = {**task.DEFAULTS, **parse_params(args.param)}
-    held_rng = np.random.default_rng(10_000 + args.seed)
-    # Held-out data uses the evaluation ranges, but the training value of what defines the task
-    # (rule110's t, depo's Kmax).
-    held_params = {k: params[k] for k in task.CONFIG_KEYS if k in params}
-    sizes = [64] * (args.eval_examples // 64) + ([args.eval_examples % 64] if args.eval_examples % 64 else [])
-    held = [to_device(make_batch(task, tok, held_rng, n, margs.window, held_params), device) for n in sizes]
-    eval_passes = sorted({1, 2, 4, hi})
-    log = (args.out / "log.jsonl").open("a")
-    t_start = time.time() - elapsed
-    budget = args.budget_minutes * 60
-    while step < args.steps and (not budget or time.time() - t_start < budget):
-        rng = np.random.default_rng([args.seed, step])  # data depends only on (seed, step): resumable
-        progress = (time.time() - t_start) / budget if budget else step / args.steps
-        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        batch = to_device(make_batch(task, tok, rng, args.batch, margs.window, batch_params(params, rng)), device)
-        t0 = time.time()
+    held = held_out(task, tok, params, args, device)
+
+    def loss_fn(batch: dict, rng: np.random.Generator) -> torch.Tensor:
         S = consolidate(model, batch, lambda: int(rng.integers(lo, hi + 1)))
-        loss = F.cross_entropy(answer_logits(model, batch, S), batch["answers"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
-        opt.step()
-        step += 1
-        rec = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "grad_norm": round(gnorm, 3),
-               "s_per_step": round(time.time() - t0, 3), "elapsed": round(time.time() - t_start, 1)}
-        last = step == args.steps or (budget and time.time() - t_start >= budget)
-        if step % args.eval_every == 0 or last:
-            rec["eval"] = evaluate(model, held, eval_passes)
-            print(json.dumps(rec), flush=True)
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-        out_of_time = args.minutes and time.time() - t_start > args.minutes * 60
-        if step % 100 == 0 or last or out_of_time:
-            save_checkpoint(ckpt, model, opt, {"step": step, "elapsed": time.time() - t_start,
-                                               "seed": args.seed, "passes": args.passes, "task": args.task,
-                                               "init_step": init_step})
-        if out_of_time:
-            break
+        return F.cross_entropy(answer_logits(model, batch, S), batch["answers"])
+
+    fit(model, opt, args, task, tok, params, loss_fn, lambda: evaluate(model, held, sorted({1, 2, 4, hi})),
+        step, elapsed, {"passes": args.passes, "init_step": init_step})
 
 
 if __name__ == "__main__":
