@@ -231,6 +231,7 @@ class Runtime:
 
     def close(self) -> None:
         self.memory.close()
+        self.backend.close()
 
     def __enter__(self) -> "Runtime":
         return self

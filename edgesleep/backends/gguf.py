@@ -430,6 +430,9 @@ class GgufBackend(OnnxSleep):
             raise ValueError(f"{model_dir / file} does not match {model_dir / 'config.json'}; re-export it")
         self._live: tuple[Window, int, dict[int, np.ndarray]] | None = None  # what llama.cpp holds
 
+    def close(self) -> None:
+        self.session.close()
+
     def step(self, token: int, window: Window, fast: FastWeights) -> np.ndarray:
         """One wake step, as OnnxBackend.step: appends `token` to `window`, updates `fast` in
         place, returns the logits."""

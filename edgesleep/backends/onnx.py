@@ -55,6 +55,9 @@ class OnnxSleep:
         h[:len(tokens)] = self._embed[tokens]
         return h
 
+    def close(self) -> None:
+        """onnxruntime sessions free themselves; llama.cpp's context is freed here (GgufBackend)."""
+
     def sleep_pass(self, features: np.ndarray, mask: np.ndarray, fast: FastWeights) -> tuple[np.ndarray, FastWeights]:
         """One sleep pass over a window's features from `fast`; returns (features, S)."""
         feeds = {"h": features, "mask": mask, **{f"S.{i}": s for i, s in fast.S.items()}}
