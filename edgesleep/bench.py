@@ -614,7 +614,7 @@ def run_bench(model: str | Path = "facts", quick: bool = False, name: str | None
         "limit": limit(config, model_dir, be, pieces, history, plan.steps),
         "warnings": warnings,
     }
-    out = Path(out) if out is not None else Path("benchmarks/results")
+    out = Path(out) if out is not None else BENCHMARKS / "results"
     out.mkdir(parents=True, exist_ok=True)
     result["plots"] = plots(result, out, warnings)
     (out / f"{result['name']}.json").write_text(json.dumps(result, indent=1, default=float))

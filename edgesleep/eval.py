@@ -18,30 +18,29 @@ def evaluate(model_dir: str | Path, passes: list[int], examples: int = 100, seed
              task: str | None = None, progress: Callable[[int, int], None] | None = None,
              backend: str = "onnx") -> dict:
     """{"task", "examples", "seed", "backend", "accuracy": {N: {kind: acc}}, "counts": {kind: n}}."""
-    rt = Runtime(model_dir, backend=backend)
-    name = task or rt.config.task["name"]
-    if name != rt.config.task["name"]:
-        raise ValueError(f"{model_dir} was trained for {rt.config.task['name']!r}, not {name!r}")
-    module = get_task(name)
-    rng = np.random.default_rng(seed)
-    params = module.eval_params(rt.config.task)
-    data = [module.sample(rng, **params) for _ in range(examples)]
-    acc, counts = {}, {}
-    done, total = 0, len(passes) * len(data)
-    for n in passes:
-        rt.passes = n
-        right: dict[str, int] = {}
-        counts = {}
-        for ex in data:
-            rt.reset()
-            rt.feed(ex.context)
-            rt.sleep()
-            for q in ex.questions:
-                right[q.kind] = right.get(q.kind, 0) + (rt.answer(q.text) == q.answer)
-                counts[q.kind] = counts.get(q.kind, 0) + 1
-            done += 1
-            if progress:
-                progress(done, total)
-        acc[n] = {k: right[k] / counts[k] for k in sorted(counts)}
-    rt.close()
-    return {"task": name, "examples": examples, "seed": seed, "backend": backend, "accuracy": acc, "counts": counts}
+    with Runtime(model_dir, backend=backend) as rt:
+        name = task or rt.config.task["name"]
+        if name != rt.config.task["name"]:
+            raise ValueError(f"{model_dir} was trained for {rt.config.task['name']!r}, not {name!r}")
+        module = get_task(name)
+        rng = np.random.default_rng(seed)
+        params = module.eval_params(rt.config.task)
+        data = [module.sample(rng, **params) for _ in range(examples)]
+        acc, counts = {}, {}
+        done, total = 0, len(passes) * len(data)
+        for n in passes:
+            rt.passes = n
+            right: dict[str, int] = {}
+            counts = {}
+            for ex in data:
+                rt.reset()
+                rt.feed(ex.context)
+                rt.sleep()
+                for q in ex.questions:
+                    right[q.kind] = right.get(q.kind, 0) + (rt.answer(q.text) == q.answer)
+                    counts[q.kind] = counts.get(q.kind, 0) + 1
+                done += 1
+                if progress:
+                    progress(done, total)
+            acc[n] = {k: right[k] / counts[k] for k in sorted(counts)}
+        return {"task": name, "examples": examples, "seed": seed, "backend": backend, "accuracy": acc, "counts": counts}

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgesleep.backends import load_backend
+from edgesleep.backends.onnx import WEIGHTS_DATA
 from edgesleep.config import Config
 from edgesleep.journal import Record
 from edgesleep.memory import Memory
@@ -28,8 +29,11 @@ from edgesleep.tokenizer import Tokenizer
 def fingerprint(model_dir: Path, config: Config) -> str:
     """What a memory is bound to: the model's architecture and weights (not the backend)."""
     h = hashlib.sha256(json.dumps(asdict(config.args), sort_keys=True).encode())
-    weights = model_dir / "weights.safetensors"
-    h.update(weights.read_bytes() if weights.exists() else (model_dir / "model.onnx").read_bytes())
+    # the weights: the safetensors copy, or else the ONNX graphs' shared weights file and graph
+    files = ["weights.safetensors"] if (model_dir / "weights.safetensors").exists() else \
+        [f for f in (WEIGHTS_DATA, "model.onnx") if (model_dir / f).exists()]
+    for f in files:
+        h.update((model_dir / f).read_bytes())
     return h.hexdigest()
 
 
@@ -45,12 +49,20 @@ class Runtime:
         self.tokenizer = Tokenizer.from_file(self.model_dir / "tokenizer.json")
         self.backend = load_backend(backend, self.model_dir, self.config, threads)
         self.passes = int(passes)
-        self.memory = Memory(memory, self.config.args, fingerprint(self.model_dir, self.config),
-                             model=str(self.model_dir.resolve()))
+        try:
+            self.memory = Memory(memory, self.config.args, fingerprint(self.model_dir, self.config),
+                                 model=str(self.model_dir.resolve()))
+        except BaseException:
+            self.backend.close()
+            raise
         self.window = Window.empty(self.config.args)
         self.last_sleep: SleepCost | None = None
         self._logits: np.ndarray | None = None
-        self._recover()
+        try:
+            self._recover()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def warnings(self) -> list[str]:
@@ -104,7 +116,7 @@ class Runtime:
             fast = self.memory.consolidated
         else:
             start, fast = mem.load_partial(base, self.passes, fast)
-            fast, done = replay(self.backend, self.config.args, tokens, fast, self.passes, progress, should_stop,
+            fast, done = replay(self.backend, tokens, fast, self.passes, progress, should_stop,
                                 start, lambda w, s: mem.save_partial(base, self.passes, w, s))
             if done < -(-len(tokens) // self.config.window):
                 return None
@@ -230,8 +242,10 @@ class Runtime:
         }
 
     def close(self) -> None:
-        self.memory.close()
-        self.backend.close()
+        try:
+            self.memory.close()
+        finally:
+            self.backend.close()
 
     def __enter__(self) -> "Runtime":
         return self

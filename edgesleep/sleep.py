@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgesleep.config import ModelArgs
 from edgesleep.state import FastWeights
 
 
@@ -39,7 +38,7 @@ def sleep(backend, tokens: list[int], fast: FastWeights, passes: int) -> FastWei
     return fast
 
 
-def replay(backend, args: ModelArgs, tokens: list[int], fast: FastWeights, passes: int,
+def replay(backend, tokens: list[int], fast: FastWeights, passes: int,
            progress: Callable[[int, int], None] | None = None,
            should_stop: Callable[[], bool] | None = None, start: int = 0,
            checkpoint: Callable[[int, FastWeights], None] | None = None) -> tuple[FastWeights, int]:
@@ -49,7 +48,7 @@ def replay(backend, args: ModelArgs, tokens: list[int], fast: FastWeights, passe
     Resumable: it starts at window `start`, calls `checkpoint(windows_done, S)` after each
     window, and stops early (returning how many windows are done) when `should_stop()` says so.
     """
-    L = args.window
+    L = backend.args.window
     n = -(-len(tokens) // L)
     for w in range(start, n):
         if should_stop and should_stop():

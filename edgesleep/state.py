@@ -54,9 +54,6 @@ class Window:
     def full(self) -> bool:
         return self.pos == self.length
 
-    def mask(self) -> np.ndarray:
-        return (np.arange(self.length) < self.pos).astype(np.float32)
-
     def copy(self) -> "Window":
         return Window(list(self.tokens), {i: (k.copy(), v.copy()) for i, (k, v) in self.kv.items()},
                       {i: c.copy() for i, c in self.conv.items()}, self.length, self.start)

@@ -60,17 +60,24 @@ def write_card(model_dir: Path, name: str, eval_examples: int = 200,
 
 def lineage(run: Path) -> list[dict]:
     """The chain of warm starts that made a run, oldest first: each stage's command, device,
-    passes, steps and wall time. A run made elsewhere (a GPU lease) names its parent by that
-    machine's path, so a parent is looked up beside the run by folder name first."""
-    stages = []
-    while run is not None:
+    passes, steps and wall time, up to the step its child started from. A run made elsewhere (a
+    GPU lease) names its parent by that machine's path, so a parent is looked up beside the run
+    by folder name first; a parent found nowhere ends the chain with a stage marked missing."""
+    stages, seen, upto = [], set(), None
+    while run is not None and run.resolve() not in seen:
+        seen.add(run.resolve())
+        if not (run / "args.json").exists():
+            stages.append({"run": run.name, "missing": True, "command": "", "device": "?", "passes": "?",
+                           "batch": "?", "seed": "?", "steps": upto or 0, "wall_s": 0})
+            break
         args = json.loads((run / "args.json").read_text())
         log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line]
+        log = [r for r in log if upto is None or r["step"] <= upto]  # what the child started from
         stages.append({"run": run.name, "command": " ".join(["python -m export.train", *args.get("argv", [])]),
                        "device": args.get("device", "cpu"), "passes": args["passes"], "batch": args["batch"],
                        "seed": args["seed"], "steps": log[-1]["step"] if log else 0,
                        "wall_s": round(log[-1]["elapsed"]) if log else 0})
-        init = args.get("init")
+        init, upto = args.get("init"), args.get("init_step")
         sibling = run.parent / Path(init).name if init else None
         run = None if not init else sibling if sibling.exists() else Path(init)
     return stages[::-1]
@@ -101,6 +108,8 @@ def card(name: str, config: Config, metrics: dict) -> str:
     rows = "\n".join(f"| {n} | " + " | ".join(f"{acc[k]:.3f}" for k in kinds) + " |"
                      for n, acc in metrics["accuracy"].items())
     a = config.args
+    gpu = "; `cuda` stages ran on a GPU lease, several runs sharing one GPU" \
+        if any(s["device"] == "cuda" for s in t.get("stages", [])) else ""
     stage_rows = "\n".join(f"| {s['run']} | {s['device']} | {s['passes']} | {s['batch']} | {s['seed']} | {s['steps']} "
                            f"| {s['wall_s']} | `{s['command']}` |" for s in t.get("stages", []))
     return f"""# {name}
@@ -110,7 +119,7 @@ trained on `{metrics['task']}` with the paper's Algorithm 1, sleep passes {t['pa
 
 ## How it was trained
 {t.get('total_steps', t['steps'])} optimizer steps in all, {t.get('total_wall_s', t['wall_s'])} s of wall time, in these stages
-(each warm-starts from the one before; `cuda` stages ran on a GPU lease, several runs sharing one GPU):
+(each warm-starts from the one before{gpu}):
 
 | stage | device | passes | batch | seed | steps | wall s | command |
 |---|---|---|---|---|---|---|---|

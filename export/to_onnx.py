@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from onnx.external_data_helper import set_external_data
 
+from edgesleep.backends.onnx import WEIGHTS_DATA
 from export.model import Model
 
 
@@ -94,9 +95,6 @@ def export_onnx(model: Model, out_dir: Path) -> None:
             output_names=["h.new", *[n + ".new" for n in s_names]], dynamo=True,
             external_data=False, verbose=False)
     share_weights(out_dir, ["model.onnx", "sleep.onnx"])
-
-
-WEIGHTS_DATA = "graphs.data"
 
 
 def share_weights(out_dir: Path, graphs: list[str]) -> None:

@@ -188,37 +188,38 @@ def fit(model: Model, opt: torch.optim.Optimizer, args: argparse.Namespace, task
     at the end, a checkpoint every 100 steps. `loss_fn(batch, rng)` gives the loss of a batch.
     Returns (step, elapsed, finished); not finished when --minutes ran out first."""
     device = next(model.parameters()).device
-    ckpt, log = args.out / "ckpt.safetensors", (args.out / "log.jsonl").open("a")
+    ckpt = args.out / "ckpt.safetensors"
     t_start, budget = time.time() - elapsed, args.budget_minutes * 60
-    while step < args.steps and (not budget or time.time() - t_start < budget):
-        rng = np.random.default_rng([args.seed, step])  # data depends only on (seed, step): resumable
-        progress = (time.time() - t_start) / budget if budget else step / args.steps
-        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        batch = to_device(make_batch(task, tok, rng, args.batch, args.window, batch_params(params, rng)), device)
-        t0 = time.time()
-        loss = loss_fn(batch, rng)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
-        opt.step()
-        step += 1
-        rec = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "grad_norm": round(gnorm, 3),
-               "s_per_step": round(time.time() - t0, 3), "elapsed": round(time.time() - t_start, 1)}
-        last = step == args.steps or bool(budget and time.time() - t_start >= budget)
-        if step % args.eval_every == 0 or last:
-            rec["eval"] = eval_fn()
-            print(json.dumps(rec), flush=True)
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-        out_of_time = bool(args.minutes and time.time() - t_start > args.minutes * 60)
-        if step % 100 == 0 or last or out_of_time:
-            save_checkpoint(ckpt, model, opt, {"step": step, "elapsed": time.time() - t_start, "seed": args.seed,
-                                               "task": args.task, **meta})
-        if out_of_time:
-            return step, time.time() - t_start, False
-    return step, time.time() - t_start, True
+    with (args.out / "log.jsonl").open("a") as log:
+        while step < args.steps and (not budget or time.time() - t_start < budget):
+            rng = np.random.default_rng([args.seed, step])  # data depends only on (seed, step): resumable
+            progress = (time.time() - t_start) / budget if budget else step / args.steps
+            lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            batch = to_device(make_batch(task, tok, rng, args.batch, args.window, batch_params(params, rng)), device)
+            t0 = time.time()
+            loss = loss_fn(batch, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+            opt.step()
+            step += 1
+            rec = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "grad_norm": round(gnorm, 3),
+                   "s_per_step": round(time.time() - t0, 3), "elapsed": round(time.time() - t_start, 1)}
+            last = step == args.steps or bool(budget and time.time() - t_start >= budget)
+            if step % args.eval_every == 0 or last:
+                rec["eval"] = eval_fn()
+                print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            out_of_time = bool(args.minutes and time.time() - t_start > args.minutes * 60)
+            if step % 100 == 0 or last or out_of_time:
+                save_checkpoint(ckpt, model, opt, {"step": step, "elapsed": time.time() - t_start, "seed": args.seed,
+                                                   "task": args.task, **meta})
+            if out_of_time:
+                return step, time.time() - t_start, False
+        return step, time.time() - t_start, True
 
 
 def main(argv: list[str] | None = None) -> None:

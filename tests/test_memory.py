@@ -182,7 +182,10 @@ def run_until_killed(model, mem, mode, lines, after_s, after_line=None):
     proc.stdin.close()
     out = []
     while after_line is not None and after_line not in out:
-        out.append(proc.stdout.readline().strip())
+        line = proc.stdout.readline()
+        if not line:  # the worker died before saying it: its stderr tells why
+            break
+        out.append(line.strip())
     time.sleep(after_s)
     proc.send_signal(signal.SIGKILL)
     out += proc.stdout.read().split()
@@ -242,6 +245,8 @@ def test_some_kills_landed_inside_deep_sleep():
         pytest.skip("no deep-sleep kill trial ran")
     print(f"{sum(KILLED_MID_SLEEP)} of {len(KILLED_MID_SLEEP)} kills landed inside deep sleep")  # with -s
     assert any(KILLED_MID_SLEEP), KILLED_MID_SLEEP
+
+
 def test_daemon_sleeps_on_external_power(tiny, tmp_path, monkeypatch):
     _, model = tiny
     mem = tmp_path / "m"

@@ -50,5 +50,5 @@ def test_few_steps_run_and_score(tmp_path, kind):
     assert (tmp_path / kind / "ckpt.safetensors").exists()
     data = json.loads(results.read_text())
     assert data["examples"] == 4 and data["seed"] == 1234
-    assert set(data["baselines"][kind]["accuracy"]) <= set(facts.KINDS)
+    assert set(data["baselines"][kind]["accuracy"]) == set(data["counts"]) and set(data["counts"]) <= set(facts.KINDS)
     assert data["baselines"][kind]["train"]["steps"] == 6

@@ -249,7 +249,8 @@ class LlamaSession:
         self.n_ctx = L.llama_n_ctx(self._ctx)
         self.vocab_size = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self._model))
         self._mem = L.llama_get_memory(self._ctx)
-        self._batch = L.llama_batch_init(n_ctx, 0, 1)
+        self.batch_size = int(n_ctx)  # llama.cpp may round n_ctx up; the batch holds exactly this many
+        self._batch = L.llama_batch_init(self.batch_size, 0, 1)
         self.n_threads = n_threads
         self._probe()
 
@@ -359,8 +360,8 @@ class LlamaSession:
     def decode_many(self, tokens: list[int], pos: int) -> np.ndarray:
         """Run tokens at positions pos, pos+1, ... in one batch; returns the last one's logits."""
         n = len(tokens)
-        if not 0 < n <= self.n_ctx:
-            raise ValueError(f"between 1 and {self.n_ctx} tokens per call, got {n}")
+        if not 0 < n <= self.batch_size:
+            raise ValueError(f"between 1 and {self.batch_size} tokens per call, got {n}")
         b = self._batch
         for j, t in enumerate(tokens):
             if not 0 <= int(t) < self.vocab_size:
@@ -427,6 +428,7 @@ class GgufBackend(OnnxSleep):
         lay = self.session.layout
         if (self.session.vocab_size, lay.gdn_layers, lay.heads, lay.dk) != \
                 (a.vocab_size, tuple(a.gdn_layers), a.gdn_heads, a.gdn_head_dim):
+            self.session.close()
             raise ValueError(f"{model_dir / file} does not match {model_dir / 'config.json'}; re-export it")
         self._live: tuple[Window, int, dict[int, np.ndarray]] | None = None  # what llama.cpp holds
 

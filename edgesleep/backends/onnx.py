@@ -28,6 +28,7 @@ def _session(path: Path, threads: int | None) -> ort.InferenceSession:
 
 
 EMBED = "m.embed.weight"  # export/to_onnx.py: WakeStep.m is the model
+WEIGHTS_DATA = "graphs.data"  # the external weights both graphs share (export/to_onnx.py)
 
 
 def _embeddings(path: Path, shape: tuple[int, int]) -> np.ndarray:
