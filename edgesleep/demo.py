@@ -87,7 +87,7 @@ def run_demo(model: str = "facts", passes: int | None = None, seed: int = 7, out
     say(st.bold("\n4. Cost"))
     say(f"  wake:  {wake_s / len(words) * 1e3:.2f} ms per token fed, {ask_s / q_tokens * 1e3:.2f} ms per question token")
     say(f"  sleep: {cost.cpu_s / (cost.tokens * cost.passes) * 1e6:.0f} CPU µs per token per pass "
-        f"(the replay recomputes pass 1 from the journal)")
+        f"(every pass on the sleep graph, replayed from the journal)")
     rt.close()
     return {"correct": total, "questions": len(example.questions), "wake_s_per_token": wake_s / len(words),
             "sleep": cost}
