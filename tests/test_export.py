@@ -60,3 +60,18 @@ def test_sleep_pass_matches_chunkwise_training_form(tiny):
     for i, s in zip(S0.S, S_t):
         np.testing.assert_allclose(S_onnx.S[i], s[0].numpy(), atol=1e-4, rtol=1e-4)
         assert not np.allclose(S_onnx.S[i], S0.S[i])
+
+
+def test_graphs_share_one_copy_of_the_weights(tiny):
+    """model.onnx and sleep.onnx read their weights from one external file, stored once."""
+    import onnx
+
+    model, model_dir = tiny
+    weight_bytes = sum(p.numel() * 4 for p in model.parameters())
+    shared = (model_dir / "graphs.data").stat().st_size
+    assert weight_bytes * 0.9 < shared < weight_bytes * 1.5  # once, not once per graph
+    for graph in ("model.onnx", "sleep.onnx"):
+        g = onnx.load(str(model_dir / graph), load_external_data=False)
+        external = [t for t in g.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        assert external and all(e.value == "graphs.data" for t in external for e in t.external_data if e.key == "location")
+        assert not any(n.metadata_props for n in g.graph.node)  # no stack traces with local paths

@@ -23,3 +23,27 @@ def test_loss_falls_and_resumes(tmp_path):
     main(["--out", str(tmp_path), "--steps", "42", *ARGS])  # resumes at step 40
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log[-2:]] == [41, 42]
+
+
+def test_lineage_counts_each_stage_up_to_its_warm_start(tmp_path):
+    """A card's stages: a parent counts only up to the step its child started from, and a parent
+    that is nowhere (made on another machine) ends the chain, marked missing."""
+    import json
+
+    from export.build import lineage
+
+    def run(name, init=None, init_step=None, steps=0):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "args.json").write_text(json.dumps({"argv": ["--out", name], "passes": "1", "batch": 16, "seed": 0,
+                                                 "init": init, "init_step": init_step}))
+        (d / "log.jsonl").write_text("".join(json.dumps({"step": s, "elapsed": 2.0 * s}) + "\n"
+                                             for s in range(1, steps + 1)))
+
+    run("base", init="/elsewhere/gone", init_step=5, steps=10)
+    run("branch", init="/lease/tmp/base", init_step=6, steps=3)  # found beside it, by name
+    stages = lineage(tmp_path / "branch")
+    assert [s["run"] for s in stages] == ["gone", "base", "branch"]
+    assert stages[0].get("missing") and stages[0]["steps"] == 5
+    assert (stages[1]["steps"], stages[1]["wall_s"]) == (6, 12)  # base trained on to 10 after the branch
+    assert stages[2]["steps"] == 3
