@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 from edgesleep.eval import evaluate
 from edgesleep.models import resolve
 from edgesleep.progress import Progress
+from edgesleep.tasks import kind_order
 
 RESULTS = Path(__file__).parent / "results"
 TASKS = ("facts", "rule110", "depo")
 PASSES = (1, 2, 4, 8)
-
-
-def natural(kind: str) -> list:
-    return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", kind)]
 
 
 def metrics(model: str, reevaluate: bool, examples: int) -> dict:
@@ -39,12 +35,12 @@ def table(results: dict[str, dict], baselines: dict[str, dict]) -> str:
     lines = ["| model | question | " + " | ".join(f"N = {n}" for n in PASSES) + " |",
              "|---|---|" + "---|" * len(PASSES)]
     for model, m in results.items():
-        for kind in sorted(m["counts"], key=natural):
+        for kind in sorted(m["counts"], key=kind_order):
             lines.append(f"| `{model}` | {kind} | " + " | ".join(f"{m['accuracy'][str(n)][kind]:.3f}"
                                                           for n in PASSES) + " |")
     for task, b in baselines.items():
         for name, r in b["baselines"].items():
-            for kind in sorted(r["accuracy"], key=natural):
+            for kind in sorted(r["accuracy"], key=kind_order):
                 lines.append(f"| {task} baseline: {name} | {kind} | {r['accuracy'][kind]:.3f} (no sleep) |"
                              + " |" * (len(PASSES) - 1))
     return "\n".join(lines) + "\n"
@@ -63,11 +59,11 @@ def plot(results: dict[str, dict], baselines: dict[str, dict], path: Path) -> bo
             if model not in results:
                 continue
             m = results[model]
-            for i, kind in enumerate(sorted(m["counts"], key=natural)):
+            for i, kind in enumerate(sorted(m["counts"], key=kind_order)):
                 ax.plot(PASSES, [m["accuracy"][str(n)][kind] for n in PASSES], style, marker="o",
                         color=f"C{i}", label=f"{model} {kind}")
         for j, (name, r) in enumerate(baselines.get(task, {}).get("baselines", {}).items()):
-            for i, kind in enumerate(sorted(r["accuracy"], key=natural)):
+            for i, kind in enumerate(sorted(r["accuracy"], key=kind_order)):
                 ax.axhline(r["accuracy"][kind], color=f"C{i}", linestyle=":", alpha=0.6,
                            label=f"{name} {kind}" if len(r["accuracy"]) > 1 or j == 0 else None)
         ax.set(title=task, xlabel="sleep passes N", xscale="log", xticks=PASSES, xticklabels=PASSES)

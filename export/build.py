@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from safetensors.torch import save_file
 from edgesleep.config import Config, ModelArgs
 from edgesleep.eval import evaluate
 from edgesleep.progress import Progress
-from edgesleep.tasks import get_task
+from edgesleep.tasks import get_task, kind_order
 from edgesleep.tokenizer import Tokenizer
 from export.model import Model
 from export.to_gguf import export_gguf
@@ -103,8 +102,7 @@ def write_model_dir(model: Model, out: Path, task: str, passes: list[int], train
 
 def card(name: str, config: Config, metrics: dict) -> str:
     t = config.train
-    # in natural order: h=2 before h=16
-    kinds = sorted(metrics["counts"], key=lambda k: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", k)])
+    kinds = sorted(metrics["counts"], key=kind_order)
     rows = "\n".join(f"| {n} | " + " | ".join(f"{acc[k]:.3f}" for k in kinds) + " |"
                      for n, acc in metrics["accuracy"].items())
     a = config.args

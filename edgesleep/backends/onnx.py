@@ -1,6 +1,7 @@
 """onnxruntime backend: the wake step and the sleep pass of export/to_onnx.py."""
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,12 @@ class OnnxSleep:
     def __init__(self, model_dir: Path, config: Config, threads: int | None = None):
         self.args = config.args
         self.sleep = _session(model_dir / "sleep.onnx", threads)
-        self._embed = _embeddings(model_dir / "model.onnx", (config.args.vocab_size, config.args.d_model))
+        self._wake_graph = model_dir / "model.onnx"
+
+    @cached_property
+    def _embed(self) -> np.ndarray:
+        """Read on the first deep sleep, not at open: answering and feeding never need it."""
+        return _embeddings(self._wake_graph, (self.args.vocab_size, self.args.d_model))
 
     def embed(self, tokens: list[int]) -> np.ndarray:
         """The input of sleep pass 1 for a window of `tokens`: their embeddings, zero-padded to L."""

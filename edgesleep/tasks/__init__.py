@@ -6,6 +6,7 @@ evaluation reports separately (e.g. "1-hop", "2-hop", "move").
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -20,6 +21,11 @@ class Question:
 class Example:
     context: str
     questions: list[Question] = field(default_factory=list)
+
+
+def kind_order(kind: str) -> list:
+    """Sort key for question kinds in natural order: h=2 before h=16."""
+    return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", kind)]
 
 
 def get_task(name: str):
