@@ -1,5 +1,5 @@
 """Do the backends give the same answers? Held-out questions through the public API, asked as
-edgesleep/eval.py asks them, on onnx, gguf (f32) and gguf:q8_0; accuracy of each and agreement.
+edgesleep.eval.ask asks them, on onnx, gguf (f32) and gguf:q8_0; accuracy of each and agreement.
 
     .venv/bin/python -m benchmarks.gguf_agreement --model facts --examples 200
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import edgesleep
+from edgesleep.eval import ask
 from edgesleep.models import resolve
 from edgesleep.progress import Progress
 from edgesleep.tasks import get_task
@@ -26,10 +27,7 @@ def answers(model: Path, backend: str, passes: int, data: list) -> tuple[list[st
     with edgesleep.open(model, backend=backend, passes=passes, threads=1) as rt:
         t, got = time.perf_counter(), []
         for ex in data:
-            rt.reset()
-            rt.feed(ex.context)
-            rt.sleep()
-            got += [rt.answer(q.text) for q in ex.questions]
+            got += ask(rt, ex)
         return got, time.perf_counter() - t
 
 

@@ -11,7 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from edgesleep.runtime import Runtime
-from edgesleep.tasks import get_task
+from edgesleep.tasks import Example, get_task
+
+
+def ask(rt: Runtime, example: Example) -> list[str]:
+    """The evaluators' protocol for one example: a fresh state, the context fed and consolidated
+    (the last partial window included, the cache cleared), then each question on its own."""
+    rt.reset()
+    rt.feed(example.context)
+    rt.sleep()
+    return [rt.answer(q.text) for q in example.questions]
 
 
 def evaluate(model_dir: str | Path, passes: list[int], examples: int = 100, seed: int = 1234,
@@ -33,11 +42,8 @@ def evaluate(model_dir: str | Path, passes: list[int], examples: int = 100, seed
             right: dict[str, int] = {}
             counts = {}
             for ex in data:
-                rt.reset()
-                rt.feed(ex.context)
-                rt.sleep()
-                for q in ex.questions:
-                    right[q.kind] = right.get(q.kind, 0) + (rt.answer(q.text) == q.answer)
+                for q, got in zip(ex.questions, ask(rt, ex)):
+                    right[q.kind] = right.get(q.kind, 0) + (got == q.answer)
                     counts[q.kind] = counts.get(q.kind, 0) + 1
                 done += 1
                 if progress:

@@ -23,12 +23,15 @@ from edgesleep.config import ModelArgs
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+    # written with a division so that onnxruntime fuses it into one SimplifiedLayerNormalization
+    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
 def l2_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    # qwen35's GDN q/k norm is rms_norm(x, eps/n)/sqrt(n) = x / sqrt(sum x^2 + eps) (models.h), not ggml_l2_norm
-    return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + eps)
+    """x / sqrt(sum x^2 + eps): qwen35's GDN q/k norm, rms_norm(x, eps/n)/sqrt(n) (models.h), not
+    ggml_l2_norm. Written as that rms_norm so that it fuses like the others."""
+    n = x.shape[-1]
+    return rms_norm(x, torch.full((n,), n ** -0.5, device=x.device), eps / n)
 
 
 def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
@@ -36,9 +39,9 @@ def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
     half = x.shape[-1] // 2
     inv = base ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
     ang = pos.to(torch.float32)[:, None] * inv[None, :]
-    cos, sin = ang.cos(), ang.sin()
+    ang = torch.cat([ang, ang], dim=-1)
     x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    return x * ang.cos() + torch.cat([-x2, x1], dim=-1) * ang.sin()
 
 
 class RMSNorm(nn.Module):
@@ -85,16 +88,19 @@ class Attention(nn.Module):
         return self._out(F.scaled_dot_product_attention(q, k, v, is_causal=True), gate)
 
     def step(self, x: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor):
-        """One token at slot `pos` of an L-slot cache (H, L, hd); returns (y, k_cache, v_cache)."""
-        q, k, v, gate = self._qkv(x, pos)
-        slots = torch.arange(k_cache.shape[1], device=x.device)
-        here = (slots == pos)[None, :, None]
-        k_cache = torch.where(here, k[0], k_cache)
-        v_cache = torch.where(here, v[0], v_cache)
-        visible = (slots <= pos)[None, None, :]
-        scores = (q[0] @ k_cache.transpose(-1, -2)) / math.sqrt(self.hd)
-        att = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1) @ v_cache
-        return self._out(att[None], gate), k_cache, v_cache
+        """One token at slot `pos` (1,) of an L-slot cache (H, L, hd), the wake step; x (1, d).
+        Returns (y (1, d), k_cache, v_cache). No batch or time axes, like GatedDeltaNet.step."""
+        H, hd = self.h, self.hd
+        q, gate = self.q(x).view(H, 2 * hd).split(hd, dim=-1)
+        q = rope(self.q_norm(q)[:, None], pos, self.base)  # (H, 1, hd)
+        k = rope(self.k_norm(self.k(x).view(H, hd))[:, None], pos, self.base)
+        slots = torch.arange(k_cache.shape[1], device=x.device)[:, None]  # (L, 1)
+        k_cache = torch.where(slots == pos, k, k_cache)
+        v_cache = torch.where(slots == pos, self.v(x).view(H, 1, hd), v_cache)
+        hidden = torch.where(slots.T <= pos, 0.0, float("-inf"))  # (1, L)
+        scores = q @ k_cache.transpose(-1, -2) / math.sqrt(hd) + hidden
+        att = torch.softmax(scores, dim=-1) @ v_cache  # (H, 1, hd)
+        return self.o(att.view(1, -1) * torch.sigmoid(gate.reshape(1, -1))), k_cache, v_cache
 
 
 class GatedDeltaNet(nn.Module):
@@ -135,7 +141,6 @@ class GatedDeltaNet(nn.Module):
                 chunkwise: bool = True):
         """A whole window from a zero conv state. S (B, H, dv, dk). mask (B, T): 0 = padding,
         which leaves S untouched. Returns (y, S)."""
-        T = x.shape[1]
         pre = F.pad(self.qkv(x).transpose(1, 2), (self.K - 1, 0))
         mixed = F.silu(F.conv1d(pre, self.conv[:, None, :], groups=self.C)).transpose(1, 2)
         q, k, v = self._split(mixed)
@@ -143,34 +148,45 @@ class GatedDeltaNet(nn.Module):
         if mask is not None:
             beta, g = beta * mask[..., None], g * mask[..., None]
         beta, g = beta.transpose(1, 2), g.transpose(1, 2)  # (B, H, T)
-        if chunkwise:
-            o, S = delta_rule_chunk(q, k, v, beta, g, S)
-        else:
-            outs = []
-            for t in range(T):
-                S, o_t = delta_step(S, q[:, :, t], k[:, :, t], v[:, :, t], beta[:, :, t], g[:, :, t])
-                outs.append(o_t)
-            o = torch.stack(outs, dim=2)
+        o, S = (delta_rule_chunk if chunkwise else delta_rule_loop)(q, k, v, beta, g, S)
         return self._out(o / math.sqrt(self.dk), x), S
 
     def step(self, x: torch.Tensor, S: torch.Tensor, conv_state: torch.Tensor):
-        """One token. x (1, 1, d), S (H, dv, dk), conv_state (C, K-1) raw rows, oldest first."""
-        pre = self.qkv(x)[0, 0]
-        taps = torch.cat([conv_state, pre[:, None]], dim=1)  # (C, K)
+        """One token, the wake step. x (1, d), S (H, dv, dk), conv_state (C, K-1) raw rows, oldest
+        first. Returns (y (1, d), S, conv_state). Written without batch or time axes so that the
+        exported graph has few nodes: at one token per call, onnxruntime's per-node overhead is
+        most of the step's time."""
+        H, dk = self.h, self.dk
+        taps = torch.cat([conv_state, self.qkv(x).T], dim=1)  # (C, K)
         mixed = F.silu((taps * self.conv).sum(-1))
-        q, k, v = self._split(mixed[None, None])
-        beta, g = self._gates(x)
-        S, o = delta_step(S[None], q[:, :, 0], k[:, :, 0], v[:, :, 0], beta[:, 0], g[:, 0])
-        return self._out(o[:, :, None] / math.sqrt(self.dk), x), S[0], taps[:, 1:]
+        q, k = l2_norm(mixed[: 2 * H * dk].view(2 * H, dk), self.eps).split(H)  # (H, dk) each
+        v = mixed[2 * H * dk:].view(H, dk, 1)
+        beta, g = self._gates(x)  # (1, H)
+        S = S * g.exp().view(H, 1, 1)
+        d = beta.view(H, 1, 1) * (v - S @ k[:, :, None])  # (H, dv, 1)
+        S = S + d @ k[:, None, :]
+        o = (S @ q[:, :, None]).view(H, dk) / math.sqrt(dk)
+        y = self.out(self.norm(o).view(1, -1) * F.silu(self.gate(x)))
+        return y, S, taps[:, 1:]
 
 
-def delta_step(S, q, k, v, beta, g):
-    """One step of the gated delta rule, as llama.cpp's CPU kernel does it.
-    S (B, H, dv, dk); q, k, v (B, H, d); beta, g (B, H). Returns (S, S q) (unscaled read)."""
-    S = S * torch.exp(g)[..., None, None]
-    d = beta[..., None] * (v - (S @ k[..., None])[..., 0])
-    S = S + d[..., :, None] * k[..., None, :]
-    return S, (S @ q[..., None])[..., 0]
+def delta_rule_loop(q, k, v, beta, g, S0):
+    """The gated delta rule one position at a time, as llama.cpp's CPU kernel does it: the
+    reference for delta_rule_chunk, and the form the sleep graph exports (ONNX has no triangular
+    solve). q, k, v (B, H, T, d); beta, g (B, H, T); S0 (B, H, dv, dk). Returns (S_t q_t for all t,
+    S_T). Each operand is cut into per-position columns (or rows) by one split in advance, so
+    that each unrolled step exports as seven nodes."""
+    def at(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return x.split(1, dim=2)  # T tensors (B, H, 1, ...)
+
+    qs, ks, vs, krows = at(q[..., None]), at(k[..., None]), at(v[..., None]), at(k[..., None, :])
+    decays, betas = at(g.exp()[..., None, None]), at(beta[..., None, None])
+    S, outs = S0[:, :, None], []  # (B, H, 1, dv, dk)
+    for t in range(q.shape[2]):
+        S = S * decays[t]
+        S = S + (betas[t] * (vs[t] - S @ ks[t])) @ krows[t]
+        outs.append(S @ qs[t])
+    return torch.cat(outs, dim=2)[..., 0], S[:, :, 0]
 
 
 def delta_rule_chunk(q, k, v, beta, g, S0):

@@ -2,7 +2,7 @@
 
 - `model.onnx`, the wake step: one token at slot `pos` of the window.
     token (1,), pos (1,), S.<i> (H, dv, dk), conv.<i> (C, K-1), k.<j>/v.<j> (H, L, hd)
-    -> logits (V,), h (d,), and the same states suffixed `.new`.
+    -> logits (V,) and the same states suffixed `.new`.
 - `sleep.onnx`, one sleep pass over a whole window (slots with mask 0 are padding):
     h (L, d), mask (L,), S.<i> -> h.new (L, d), S.<i>.new
 
@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 import torch.nn as nn
+from onnx import numpy_helper
 from onnx.external_data_helper import set_external_data
 
 from edgesleep.backends.onnx import WEIGHTS_DATA
@@ -39,7 +42,7 @@ class WakeStep(nn.Module):
 
     def forward(self, token, pos, *states):
         m, states, new = self.m, list(states), []
-        h = m.embed(token)[None]  # (1, 1, d)
+        h = m.embed(token)  # (1, d)
         for block in m.blocks:
             a, b = states.pop(0), states.pop(0)
             x = block.attn_norm(h)
@@ -49,7 +52,7 @@ class WakeStep(nn.Module):
                 y, a, b = block.mixer.step(x, pos, a, b)
             new += [a, b]
             h = block.ffn(h + y)
-        return (m.logits(h)[0, 0], h[0, 0], *new)
+        return (m.logits(h)[0], *new)
 
 
 class SleepPass(nn.Module):
@@ -86,7 +89,7 @@ def export_onnx(model: Model, out_dir: Path) -> None:
         torch.onnx.export(
             WakeStep(model), (torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long), *wake_states),
             str(out_dir / "model.onnx"), input_names=["token", "pos", *names],
-            output_names=["logits", "h", *[n + ".new" for n in names]], dynamo=True,
+            output_names=["logits", *[n + ".new" for n in names]], dynamo=True,
             external_data=False, verbose=False)
         s_names = [f"S.{i}" for i in a.gdn_layers]
         torch.onnx.export(
@@ -97,6 +100,26 @@ def export_onnx(model: Model, out_dir: Path) -> None:
     share_weights(out_dir, ["model.onnx", "sleep.onnx"])
 
 
+def untranspose_gemm_weights(m: onnx.ModelProto) -> None:
+    """Store the weight of a Gemm(x, W, transB=1) as W^T with transB=0. The exporter writes a
+    Linear on a (1, d) row (the wake step) that way, but on a (1, T, d) window (the sleep pass)
+    as a MatMul with W^T folded in; with one layout the two graphs' weights hash equal."""
+    uses = defaultdict(list)
+    for node in m.graph.node:
+        for name in node.input:
+            uses[name].append(node)
+    for t in m.graph.initializer:
+        nodes = uses[t.name]
+        if not nodes or any(n.op_type != "Gemm" or list(n.input[1:]) != [t.name] for n in nodes):
+            continue
+        trans = [a for n in nodes for a in n.attribute if a.name == "transB"]
+        if len(trans) != len(nodes) or any(a.i != 1 for a in trans):
+            continue
+        t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(t).T), t.name))
+        for a in trans:
+            a.i = 0
+
+
 def share_weights(out_dir: Path, graphs: list[str]) -> None:
     """Store each weight once for both graphs, in one external data file, and drop the
     exporter's per-node debug metadata (stack traces with local paths). The wake step and the
@@ -104,6 +127,7 @@ def share_weights(out_dir: Path, graphs: list[str]) -> None:
     blob, where = bytearray(), {}
     models = {g: onnx.load(str(out_dir / g)) for g in graphs}
     for m in models.values():
+        untranspose_gemm_weights(m)
         for node in m.graph.node:
             del node.metadata_props[:]
             node.doc_string = ""
@@ -121,3 +145,24 @@ def share_weights(out_dir: Path, graphs: list[str]) -> None:
     (out_dir / WEIGHTS_DATA).write_bytes(bytes(blob))
     for g, m in models.items():
         onnx.save(m, str(out_dir / g))
+
+
+def main() -> None:
+    import argparse
+
+    from safetensors.torch import load_file
+
+    from edgesleep.config import Config
+
+    ap = argparse.ArgumentParser(description="re-export model.onnx and sleep.onnx of a model directory "
+                                             "from its weights.safetensors (e.g. after an exporter change)")
+    ap.add_argument("model_dirs", type=Path, nargs="+")
+    for d in ap.parse_args().model_dirs:
+        model = Model(Config.load(d).args)
+        model.load_state_dict(load_file(str(d / "weights.safetensors")))
+        export_onnx(model, d)
+        print(f"{d}: model.onnx, sleep.onnx, {WEIGHTS_DATA}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,11 +1,11 @@
-"""The NumPy gated delta rule, the torch recurrent step and the torch chunkwise form agree."""
+"""The NumPy gated delta rule, the torch per-position loop and the torch chunkwise form agree."""
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from edgesleep.delta_rule import delta_rule  # noqa: E402
-from export.model import delta_rule_chunk, delta_step  # noqa: E402
+from export.model import delta_rule_chunk, delta_rule_loop  # noqa: E402
 
 
 def random_inputs(T=24, H=2, d=16, seed=0):
@@ -20,23 +20,17 @@ def random_inputs(T=24, H=2, d=16, seed=0):
     return S0, q, k, v, beta, g
 
 
-def test_numpy_matches_torch_step_and_chunk():
+def test_numpy_matches_torch_loop_and_chunk():
     S0, q, k, v, beta, g = random_inputs()
     o_np, S_np = delta_rule(S0, q, k, v, beta, g)
 
-    t = lambda x: torch.from_numpy(x)  # noqa: E731
-    S, outs = t(S0)[None], []
-    for i in range(q.shape[0]):
-        S, o = delta_step(S, t(q[i])[None], t(k[i])[None], t(v[i])[None], t(beta[i])[None], t(g[i])[None])
-        outs.append(o[0] / np.sqrt(q.shape[-1]))
-    np.testing.assert_allclose(torch.stack(outs).numpy(), o_np, atol=1e-5)
-    np.testing.assert_allclose(S[0].numpy(), S_np, atol=1e-5)
-
-    # chunkwise: (B, H, T, d) layout, unscaled read
-    perm = lambda x: t(x).transpose(0, 1)[None]  # noqa: E731
-    o_c, S_c = delta_rule_chunk(perm(q), perm(k), perm(v), perm(beta), perm(g), t(S0)[None])
-    np.testing.assert_allclose((o_c[0].transpose(0, 1) / np.sqrt(q.shape[-1])).numpy(), o_np, atol=1e-4)
-    np.testing.assert_allclose(S_c[0].numpy(), S_np, atol=1e-4)
+    # torch: (B, H, T, d) layout, unscaled read
+    perm = lambda x: torch.from_numpy(x).transpose(0, 1)[None]  # noqa: E731
+    S0_t = torch.from_numpy(S0)[None]
+    for form, tol in ((delta_rule_loop, 1e-5), (delta_rule_chunk, 1e-4)):
+        o, S = form(perm(q), perm(k), perm(v), perm(beta), perm(g), S0_t)
+        np.testing.assert_allclose((o[0].transpose(0, 1) / np.sqrt(q.shape[-1])).numpy(), o_np, atol=tol)
+        np.testing.assert_allclose(S[0].numpy(), S_np, atol=tol)
 
 
 def test_write_then_read_recalls_value():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import edgesleep
+from edgesleep.eval import ask
 from edgesleep.tasks import facts, get_task
 
 from conftest import SHIPPED
@@ -24,12 +25,10 @@ def accuracy(model: str, passes: int, examples: int) -> dict[str, float]:
         total: dict[str, int] = {}
         for _ in range(examples):
             ex = task.sample(rng, **task.eval_params(rt.config.task))
-            rt.reset()
-            rt.feed(ex.context)
-            rt.sleep()
+            got = ask(rt, ex)
             assert rt.status()["window"]["fill"] == 0  # nothing left in the attention cache
-            for q in ex.questions:
-                right[q.kind] = right.get(q.kind, 0) + (rt.answer(q.text) == q.answer)
+            for q, a in zip(ex.questions, got):
+                right[q.kind] = right.get(q.kind, 0) + (a == q.answer)
                 total[q.kind] = total.get(q.kind, 0) + 1
     return {k: right[k] / total[k] for k in total}
 

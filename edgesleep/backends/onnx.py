@@ -79,8 +79,7 @@ class OnnxBackend(OnnxSleep):
     def __init__(self, model_dir: Path, config: Config, threads: int | None = None):
         super().__init__(model_dir, config, threads)
         self.wake = _session(model_dir / "model.onnx", threads)
-        # the graph's pass-1 features "h" are not kept: deep sleep recomputes pass 1 on the sleep graph
-        self._wake_outputs = [o.name for o in self.wake.get_outputs() if o.name != "h"]
+        self._wake_outputs = [o.name for o in self.wake.get_outputs()]
         self._token = np.zeros(1, np.int64)
         self._pos = np.zeros(1, np.int64)
 
