@@ -100,24 +100,29 @@ def export_onnx(model: Model, out_dir: Path) -> None:
     share_weights(out_dir, ["model.onnx", "sleep.onnx"])
 
 
-def untranspose_gemm_weights(m: onnx.ModelProto) -> None:
-    """Store the weight of a Gemm(x, W, transB=1) as W^T with transB=0. The exporter writes a
-    Linear on a (1, d) row (the wake step) that way, but on a (1, T, d) window (the sleep pass)
-    as a MatMul with W^T folded in; with one layout the two graphs' weights hash equal."""
+def linears_as_matmuls(m: onnx.ModelProto) -> None:
+    """Rewrite each Gemm(x, W, transB=1) the exporter writes for a Linear on a (1, d) row (the
+    wake step) as MatMul(x, W^T), the form it gives a Linear on a (1, T, d) window (the sleep
+    pass). The two graphs' weights then hash equal and are stored once, and onnxruntime can fuse
+    the residual Add that follows into the product (MatMul + Add -> Gemm), one node fewer each."""
     uses = defaultdict(list)
     for node in m.graph.node:
         for name in node.input:
             uses[name].append(node)
+
+    def plain_linear(n: onnx.NodeProto, w: str) -> bool:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        return (n.op_type == "Gemm" and list(n.input[1:]) == [w] and attrs.get("transB") == 1
+                and not attrs.get("transA") and attrs.get("alpha", 1.0) == 1.0)
+
     for t in m.graph.initializer:
         nodes = uses[t.name]
-        if not nodes or any(n.op_type != "Gemm" or list(n.input[1:]) != [t.name] for n in nodes):
-            continue
-        trans = [a for n in nodes for a in n.attribute if a.name == "transB"]
-        if len(trans) != len(nodes) or any(a.i != 1 for a in trans):
+        if not nodes or not all(plain_linear(n, t.name) for n in nodes):
             continue
         t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(t).T), t.name))
-        for a in trans:
-            a.i = 0
+        for n in nodes:
+            n.op_type = "MatMul"
+            del n.attribute[:]
 
 
 def share_weights(out_dir: Path, graphs: list[str]) -> None:
@@ -127,7 +132,7 @@ def share_weights(out_dir: Path, graphs: list[str]) -> None:
     blob, where = bytearray(), {}
     models = {g: onnx.load(str(out_dir / g)) for g in graphs}
     for m in models.values():
-        untranspose_gemm_weights(m)
+        linears_as_matmuls(m)
         for node in m.graph.node:
             del node.metadata_props[:]
             node.doc_string = ""
