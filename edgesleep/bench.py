@@ -243,7 +243,7 @@ def feeding(rt: Runtime, source: Iterator[tuple[str, str]], total: int, label: s
 
 
 # -- 1. history ----------------------------------------------------------------------------------
-def second(timed: Callable[[], float]) -> float:
+def second_of_two(timed: Callable[[], float]) -> float:
     """The second of two calls. Timed alternately, each side would otherwise start with its
     weights evicted from the CPU caches by the other (the baseline reads up to 257 MB of KV cache
     per token): measured, that added 10% to edgesleep's answer at 64k history, a cost no device
@@ -255,7 +255,8 @@ def second(timed: Callable[[], float]) -> float:
 def history_run(model_dir: Path, plan: Plan, source: Iterator[tuple[str, str]], question: str,
                 baseline: FullAttention | None) -> dict:
     """Feed up to the largest history point; at each point, answer latency of edgesleep and of
-    the baseline at the same history, timed alternately (machine noise falls on both alike)."""
+    the baseline at the same history, timed alternately (machine noise falls on both alike), each
+    timing the second of two answers (`second_of_two`)."""
     points, seg = [], (0, 0.0)
     with temp_memory(model_dir, 1) as rt:
         q_ids, todo = rt.tokenizer.encode(question), list(plan.history)
@@ -268,8 +269,8 @@ def history_run(model_dir: Path, plan: Plan, source: Iterator[tuple[str, str]], 
             seg = (fed, seconds)
             if baseline:
                 baseline.grow(fed)
-            times = [(second(lambda: answer_ms_per_token(rt, question)),
-                      second(lambda: baseline.answer_ms_per_token(q_ids)) if baseline else None)
+            times = [(second_of_two(lambda: answer_ms_per_token(rt, question)),
+                      second_of_two(lambda: baseline.answer_ms_per_token(q_ids)) if baseline else None)
                      for _ in range(plan.repeats + 1)][1:]  # the first round warms up
             point["answer_ms_per_token"] = statistics.median(t[0] for t in times)
             if baseline:

@@ -31,7 +31,7 @@ def l2_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(sum x^2 + eps): qwen35's GDN q/k norm, rms_norm(x, eps/n)/sqrt(n) (models.h), not
     ggml_l2_norm. Written as that rms_norm so that it fuses like the others."""
     n = x.shape[-1]
-    return rms_norm(x, torch.full((n,), n ** -0.5, device=x.device), eps / n)
+    return rms_norm(x, torch.full((n,), n ** -0.5, dtype=x.dtype, device=x.device), eps / n)
 
 
 def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
@@ -87,7 +87,8 @@ class Attention(nn.Module):
         q, k, v, gate = self._qkv(x, torch.arange(x.shape[1], device=x.device))
         return self._out(F.scaled_dot_product_attention(q, k, v, is_causal=True), gate)
 
-    def step(self, x: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor):
+    def step(self, x: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor,
+             v_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One token at slot `pos` (1,) of an L-slot cache (H, L, hd), the wake step; x (1, d).
         Returns (y (1, d), k_cache, v_cache). No batch or time axes, like GatedDeltaNet.step."""
         H, hd = self.h, self.hd
@@ -151,7 +152,8 @@ class GatedDeltaNet(nn.Module):
         o, S = (delta_rule_chunk if chunkwise else delta_rule_loop)(q, k, v, beta, g, S)
         return self._out(o / math.sqrt(self.dk), x), S
 
-    def step(self, x: torch.Tensor, S: torch.Tensor, conv_state: torch.Tensor):
+    def step(self, x: torch.Tensor, S: torch.Tensor,
+             conv_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One token, the wake step. x (1, d), S (H, dv, dk), conv_state (C, K-1) raw rows, oldest
         first. Returns (y (1, d), S, conv_state). Written without batch or time axes so that the
         exported graph has few nodes: at one token per call, onnxruntime's per-node overhead is
@@ -170,7 +172,8 @@ class GatedDeltaNet(nn.Module):
         return y, S, taps[:, 1:]
 
 
-def delta_rule_loop(q, k, v, beta, g, S0):
+def delta_rule_loop(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g: torch.Tensor,
+                    S0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The gated delta rule one position at a time, as llama.cpp's CPU kernel does it: the
     reference for delta_rule_chunk, and the form the sleep graph exports (ONNX has no triangular
     solve). q, k, v (B, H, T, d); beta, g (B, H, T); S0 (B, H, dv, dk). Returns (S_t q_t for all t,

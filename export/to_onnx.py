@@ -115,14 +115,20 @@ def linears_as_matmuls(m: onnx.ModelProto) -> None:
         return (n.op_type == "Gemm" and list(n.input[1:]) == [w] and attrs.get("transB") == 1
                 and not attrs.get("transA") and attrs.get("alpha", 1.0) == 1.0)
 
-    for t in m.graph.initializer:
+    moved = set()
+    for t in m.graph.initializer:  # the graphs have no subgraphs (If/Loop) to look into
         nodes = uses[t.name]
         if not nodes or not all(plain_linear(n, t.name) for n in nodes):
             continue
         t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(t).T), t.name))
+        moved.add(t.name)
         for n in nodes:
             n.op_type = "MatMul"
             del n.attribute[:]
+    # the exporter's recorded shapes of the transposed weights are stale now: drop them
+    kept = [v for v in m.graph.value_info if v.name not in moved]
+    del m.graph.value_info[:]
+    m.graph.value_info.extend(kept)
 
 
 def share_weights(out_dir: Path, graphs: list[str]) -> None:

@@ -71,6 +71,7 @@ def test_graphs_share_one_copy_of_the_weights(tiny):
     shared = (model_dir / "graphs.data").stat().st_size
     assert weight_bytes * 0.9 < shared < weight_bytes * 1.5  # once, not once per graph
     for graph in ("model.onnx", "sleep.onnx"):
+        onnx.checker.check_model(str(model_dir / graph), full_check=True)  # shapes agree with the rewritten weights
         g = onnx.load(str(model_dir / graph), load_external_data=False)
         external = [t for t in g.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
         assert external and all(e.value == "graphs.data" for t in external for e in t.external_data if e.key == "location")

@@ -19,8 +19,8 @@ def _session(path: Path, threads: int | None, mem_pattern: bool = True) -> ort.I
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.enable_mem_pattern = mem_pattern
-    # One thread by default: at this size, threading costs more than it saves (bench: 2.7 vs
-    # 4.6 ms per wake step with 1 and 2 threads).
+    # One thread by default: at this size, threading costs more than it saves (bench: 0.86 vs
+    # 0.99 ms per wake step with 1 and 2 threads).
     opts.intra_op_num_threads = threads or 1
     opts.inter_op_num_threads = 1
     try:

@@ -11,6 +11,7 @@ set the trainer evaluates on (8 questions per example) is left as it is.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,7 +21,8 @@ from export import train
 HELD_OUT_QUESTIONS = 8  # export.train's held-out examples use the sampler's default
 
 
-def curriculum(job_weight: float, job_only: float):
+def curriculum(job_weight: float, job_only: float) -> Callable[..., Example]:
+    """A facts sampler for training; calls with the held-out question count pass through."""
     plain = facts.sample
 
     def sample(rng: np.random.Generator, people=facts.DEFAULTS["people"], questions: int = 8, **kw) -> Example:
@@ -49,8 +51,13 @@ def main() -> None:
     ap.add_argument("--job-only", type=float, default=0.0)
     ap.add_argument("train_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
+    train_args = [a for a in args.train_args if a != "--"]
+    questions = train.parse_params([a for a in train_args if a.startswith("questions=")]).get("questions")
+    if questions in (None, HELD_OUT_QUESTIONS):
+        ap.error(f"pass --param questions=N with N != {HELD_OUT_QUESTIONS}: "
+                 f"{HELD_OUT_QUESTIONS} is how this script tells the held-out set apart")
     facts.sample = curriculum(args.job_weight, args.job_only)
-    train.main([a for a in args.train_args if a != "--"])
+    train.main(train_args)
 
 
 if __name__ == "__main__":
