@@ -138,10 +138,10 @@ class GatedDeltaNet(nn.Module):
         o = self.norm(o.transpose(1, 2)).reshape(B, T, -1)
         return self.out(o * F.silu(self.gate(x)))
 
-    def forward(self, x: torch.Tensor, S: torch.Tensor, mask: torch.Tensor | None = None,
-                chunkwise: bool = True):
+    def forward(self, x: torch.Tensor, S: torch.Tensor, mask: torch.Tensor | None = None, rule=None):
         """A whole window from a zero conv state. S (B, H, dv, dk). mask (B, T): 0 = padding,
-        which leaves S untouched. Returns (y, S)."""
+        which leaves S untouched. `rule` is the form of the delta rule to run (delta_rule_chunk
+        by default). Returns (y, S)."""
         pre = F.pad(self.qkv(x).transpose(1, 2), (self.K - 1, 0))
         mixed = F.silu(F.conv1d(pre, self.conv[:, None, :], groups=self.C)).transpose(1, 2)
         q, k, v = self._split(mixed)
@@ -149,7 +149,7 @@ class GatedDeltaNet(nn.Module):
         if mask is not None:
             beta, g = beta * mask[..., None], g * mask[..., None]
         beta, g = beta.transpose(1, 2), g.transpose(1, 2)  # (B, H, T)
-        o, S = (delta_rule_chunk if chunkwise else delta_rule_loop)(q, k, v, beta, g, S)
+        o, S = (rule or delta_rule_chunk)(q, k, v, beta, g, S)
         return self._out(o / math.sqrt(self.dk), x), S
 
     def step(self, x: torch.Tensor, S: torch.Tensor,
@@ -175,10 +175,8 @@ class GatedDeltaNet(nn.Module):
 def delta_rule_loop(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g: torch.Tensor,
                     S0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The gated delta rule one position at a time, as llama.cpp's CPU kernel does it: the
-    reference for delta_rule_chunk, and the form the sleep graph exports (ONNX has no triangular
-    solve). q, k, v (B, H, T, d); beta, g (B, H, T); S0 (B, H, dv, dk). Returns (S_t q_t for all t,
-    S_T). Each operand is cut into per-position columns (or rows) by one split in advance, so
-    that each unrolled step exports as seven nodes."""
+    reference for the other forms. q, k, v (B, H, T, d); beta, g (B, H, T); S0 (B, H, dv, dk).
+    Returns (S_t q_t for all t, S_T)."""
     def at(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return x.split(1, dim=2)  # T tensors (B, H, 1, ...)
 
@@ -215,6 +213,43 @@ def delta_rule_chunk(q, k, v, beta, g, S0):
     w = (G[..., -1:] - G).exp()[..., None] * k
     S = G[..., -1].exp()[..., None, None] * S0 + D.transpose(-1, -2) @ w
     return o, S
+
+
+def delta_rule_blocks(q, k, v, beta, g, S0, size: int = 8):
+    """delta_rule_chunk's WY form over blocks of `size` positions, in ops ONNX has: the sleep
+    graph's form. Within a block, (I + A)^-1 is the finite Neumann series sum_j (-A)^j (A is
+    strictly lower triangular, so A^size = 0), taken as prod_i (I + (-A)^(2^i)); blocks of 8 keep
+    its terms small in float32. Everything but the state hand-off from block to block is computed
+    for all blocks at once, so the graph has a few nodes per block instead of per position.
+    Same arguments and result as delta_rule_chunk; blocks shrink to gcd(T, size)."""
+    B, H, T, dk = k.shape
+    C = math.gcd(T, size)
+    n = T // C
+    blk = lambda x: x.reshape(B, H, n, C, *x.shape[3:])  # noqa: E731
+    q, k, v, beta, g = blk(q), blk(k), blk(v), blk(beta), blk(g)
+    G = torch.cumsum(g, dim=-1)  # (B, H, n, C), per block
+    lower = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+    decay = torch.where(lower, G[..., :, None] - G[..., None, :], -torch.inf).exp()  # (B, H, n, C, C)
+    strict = decay * (1 - torch.eye(C, device=q.device))
+    N = -(beta[..., None] * strict * (k @ k.transpose(-1, -2)))
+    inv, power = torch.eye(C, device=q.device) + N, N
+    for _ in range(max(C - 1, 1).bit_length() - 1):
+        power = power @ power
+        inv = inv @ (torch.eye(C, device=q.device) + power)
+    U = inv @ (beta[..., None] * v)  # deltas = U - W S^T, per block
+    W = inv @ ((beta * G.exp())[..., None] * k)
+    Qg = G.exp()[..., None] * q
+    P = decay * (q @ k.transpose(-1, -2))
+    Kd = ((G[..., -1:] - G).exp()[..., None] * k).transpose(-1, -2)  # (B, H, n, dk, C)
+    end = G[..., -1].exp()[..., None, None]  # (B, H, n, 1, 1)
+    # one split per operand up front (a Gather per block and operand otherwise)
+    Us, Ws, Qs, Ps, Ks, ends = (x.split(1, dim=2) for x in (U, W, Qg, P, Kd, end))
+    ST, outs = S0.transpose(-1, -2)[:, :, None], []  # carried as S^T (B, H, 1, dk, dv)
+    for b in range(n):
+        D = Us[b] - Ws[b] @ ST
+        outs.append(Qs[b] @ ST + Ps[b] @ D)
+        ST = ends[b] * ST + Ks[b] @ D
+    return torch.cat(outs, dim=2).reshape(B, H, T, -1), ST[:, :, 0].transpose(-1, -2)
 
 
 class MLP(nn.Module):
@@ -258,15 +293,14 @@ class Model(nn.Module):
         device = self.embed.weight.device
         return [torch.zeros(batch, a.gdn_heads, a.gdn_head_dim, a.gdn_head_dim, device=device) for _ in a.gdn_layers]
 
-    def window(self, h: torch.Tensor, S: list[torch.Tensor], mask: torch.Tensor | None = None,
-               chunkwise: bool = True):
+    def window(self, h: torch.Tensor, S: list[torch.Tensor], mask: torch.Tensor | None = None, rule=None):
         """One pass over a window. h (B, T, d): token embeddings for pass 1, the previous
         pass's output after. Returns (features before the final norm, new S per GDN layer)."""
         S, new = list(S), []
         for block in self.blocks:
             x = block.attn_norm(h)
             if block.kind == "gdn":
-                y, s = block.mixer(x, S.pop(0), mask, chunkwise)
+                y, s = block.mixer(x, S.pop(0), mask, rule)
                 new.append(s)
             else:
                 y = block.mixer(x)
@@ -277,10 +311,10 @@ class Model(nn.Module):
         return self.norm(h) @ self.embed.weight.T
 
     def sleep(self, tokens: torch.Tensor, S: list[torch.Tensor], passes: int,
-              mask: torch.Tensor | None = None, chunkwise: bool = True):
+              mask: torch.Tensor | None = None, rule=None):
         """Consolidate one window: N passes, S carried over, features fed back. Returns
         (last features, S)."""
         h = self.embed(tokens)
         for _ in range(passes):
-            h, S = self.window(h, S, mask, chunkwise)
+            h, S = self.window(h, S, mask, rule)
         return h, S

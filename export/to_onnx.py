@@ -24,7 +24,7 @@ from onnx import numpy_helper
 from onnx.external_data_helper import set_external_data
 
 from edgesleep.backends.onnx import WEIGHTS_DATA
-from export.model import Model
+from export.model import Model, delta_rule_blocks
 
 
 def state_names(model: Model) -> list[str]:
@@ -61,7 +61,7 @@ class SleepPass(nn.Module):
         self.m = model
 
     def forward(self, h, mask, *S):
-        h, S = self.m.window(h[None], [s[None] for s in S], mask[None], chunkwise=False)
+        h, S = self.m.window(h[None], [s[None] for s in S], mask[None], rule=delta_rule_blocks)
         return (h[0], *[s[0] for s in S])
 
 

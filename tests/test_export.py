@@ -41,8 +41,8 @@ def test_runtime_matches_torch(tiny, passes):
 
 
 def test_sleep_pass_matches_chunkwise_training_form(tiny):
-    """The ONNX sleep graph (step-by-step recurrence, masked partial window) vs torch's
-    chunkwise form on the same features."""
+    """The ONNX sleep graph (blocked recurrence, masked partial window) vs torch's chunkwise
+    training form on the same features."""
     model, path = tiny
     rt = edgesleep.open(path)
     L, d = model.args.window, model.args.d_model
@@ -55,7 +55,7 @@ def test_sleep_pass_matches_chunkwise_training_form(tiny):
     h_onnx, S_onnx = rt.backend.sleep_pass(h, mask, S0)
     with torch.no_grad():
         h_t, S_t = model.window(torch.from_numpy(h)[None], [torch.from_numpy(S0.S[i])[None] for i in S0.S],
-                                torch.from_numpy(mask)[None], chunkwise=True)
+                                torch.from_numpy(mask)[None])
     np.testing.assert_allclose(h_onnx[:5], h_t[0, :5].numpy(), atol=1e-4, rtol=1e-4)
     for i, s in zip(S0.S, S_t):
         np.testing.assert_allclose(S_onnx.S[i], s[0].numpy(), atol=1e-4, rtol=1e-4)
