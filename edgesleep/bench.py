@@ -127,17 +127,27 @@ def wake_ms(backend, args: ModelArgs, steps: int, repeats: int = 3) -> tuple[flo
     return best
 
 
-class Recorded:
-    """A stand-in for the wake session that runs the graph once and then returns that output
-    again: the runtime's step path with onnxruntime taken out, i.e. its Python cost."""
+class NoRun:
+    """A stand-in for the wake session whose bound run does nothing: the runtime's step path
+    with onnxruntime taken out, i.e. its Python cost."""
 
     def __init__(self, session: ort.InferenceSession):
-        self.session, self.out = session, None
+        self.session = session
 
-    def run(self, names: list[str], feeds: dict) -> list[np.ndarray]:
-        if self.out is None:
-            self.out = self.session.run(names, feeds)
-        return self.out
+    def get_inputs(self):
+        return self.session.get_inputs()
+
+    def io_binding(self) -> "NoRun":
+        return self
+
+    def bind_cpu_input(self, *_) -> None:
+        pass
+
+    def bind_output(self, *_) -> None:
+        pass
+
+    def run_with_iobinding(self, _) -> None:
+        pass
 
 
 # -- 1. the baseline: full attention with a growing KV cache ----------------------------------
@@ -397,43 +407,25 @@ LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended": ort.Grap
           "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
 
 
-def wake_loop(sess: ort.InferenceSession, args: ModelArgs, steps: int, binding: bool) -> float:
-    """ms per wake step calling onnxruntime directly, without the runtime's dict plumbing: with
-    numpy feeds (states fed back from the outputs), or with I/O binding (states stay OrtValues,
-    ping-ponged between two preallocated sets; nothing is converted between steps)."""
+def wake_loop(sess: ort.InferenceSession, args: ModelArgs, steps: int) -> float:
+    """ms per wake step calling onnxruntime's run() directly with numpy feeds, the states fed
+    back from the outputs: no runtime plumbing, and no I/O binding."""
     outputs = [o.name for o in sess.get_outputs()]
-    zeros = {i.name: np.zeros(i.shape, np.float32) for i in sess.get_inputs() if i.name not in ("token", "pos")}
+    feeds = {i.name: np.zeros(i.shape, np.float32) for i in sess.get_inputs() if i.name not in ("token", "pos")}
     token, pos = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    feeds |= {"token": token, "pos": pos}
     tokens = np.random.default_rng(0).integers(2, args.vocab_size, steps)
-    if not binding:
-        feeds = {"token": token, "pos": pos, **zeros}
-        t = time.perf_counter()
-        for i, tok in enumerate(tokens):
-            token[0], pos[0] = tok, i % args.window
-            out = sess.run(outputs, feeds)
-            feeds.update((n[:-4], v) for n, v in zip(outputs, out) if n.endswith(".new"))
-        return (time.perf_counter() - t) * 1e3 / steps
-    io = sess.io_binding()
-    io.bind_ortvalue_input("token", ort.OrtValue.ortvalue_from_numpy(token))
-    io.bind_ortvalue_input("pos", ort.OrtValue.ortvalue_from_numpy(pos))
-    sets = [{n: ort.OrtValue.ortvalue_from_numpy(z.copy()) for n, z in zeros.items()} for _ in range(2)]
-    for n in outputs:
-        if not n.endswith(".new"):
-            io.bind_output(n)  # logits and h: onnxruntime allocates them
     t = time.perf_counter()
     for i, tok in enumerate(tokens):
-        token[0], pos[0] = tok, i % args.window  # the bound OrtValues share these arrays
-        src, dst = sets[i % 2], sets[1 - i % 2]
-        for n in zeros:
-            io.bind_ortvalue_input(n, src[n])
-            io.bind_ortvalue_output(n + ".new", dst[n])
-        sess.run_with_iobinding(io)
+        token[0], pos[0] = tok, i % args.window
+        out = sess.run(outputs, feeds)
+        feeds.update((n[:-4], v) for n, v in zip(outputs, out) if n.endswith(".new"))
     return (time.perf_counter() - t) * 1e3 / steps
 
 
 def backends(model_dir: Path, config: Config, plan: Plan, rounds: int = 3) -> dict:
     """Wake-step ms for onnxruntime settings (through the runtime's step path: the backend's
-    wake session is swapped, nothing else changes), raw and I/O-bound calls, llama.cpp, and the
+    wake session is swapped, nothing else changes), plain run() calls, llama.cpp, and the
     step path's Python alone. Timed in interleaved rounds, best round each, so that a burst of
     load on the shared machine does not land on one setting only."""
     args, onnx = config.args, load_backend("onnx", model_dir, config, 1)
@@ -451,9 +443,8 @@ def backends(model_dir: Path, config: Config, plan: Plan, rounds: int = 3) -> di
         runners["onnx", f"threads={threads}, opt={level}" + ("" if i else " (default)")] = \
             through_runtime(onnx, session(path, threads, LEVELS[level]))
     default = session(path)
-    for binding in (False, True):
-        runners["onnx", "threads=1, opt=all, " + ("I/O binding" if binding else "raw run()")] = \
-            lambda b=binding: (wake_loop(default, args, plan.steps, b), None)
+    runners["onnx", "threads=1, opt=all, raw run() with numpy feeds (no I/O binding)"] = \
+        lambda: (wake_loop(default, args, plan.steps), None)
     skipped = {}
     for name in ("gguf", "gguf:q8_0"):
         try:
@@ -462,8 +453,8 @@ def backends(model_dir: Path, config: Config, plan: Plan, rounds: int = 3) -> di
             skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         else:
             runners[name, "llama.cpp, threads=1"] = through_runtime(gguf)
-    python_only = "python", "the step path with onnxruntime replaced by a recorded output"
-    runners[python_only] = through_runtime(onnx, Recorded(default))
+    python_only = "python", "the step path with onnxruntime's run taken out"
+    runners[python_only] = through_runtime(onnx, NoRun(default))
     times = {k: [] for k in runners}
     bar = Progress("bench: backends", (rounds + 1) * len(runners))
     for r in range(rounds + 1):  # round 0 warms up
@@ -530,7 +521,7 @@ def profile(model_dir: Path, args: ModelArgs, steps: int) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="edgesleep-profile-"))
     try:
         sess = session(model_dir / "model.onnx", profile=str(folder / "wake"))
-        wake_loop(sess, args, min(steps, 128), binding=False)  # 128 steps: a profile of ~10 MB
+        wake_loop(sess, args, min(steps, 128))  # 128 steps: a profile of ~10 MB
         events = json.loads(Path(sess.end_profiling()).read_text())
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -557,8 +548,11 @@ def limit(config: Config, model_dir: Path, backends: dict, pieces: dict, history
     python_ms = backends["python_ms_per_step"]
     f = flops(a)
     prof = profile(model_dir, a, steps)
-    kernel_ms = raw_run_ms * prof["kernel_share"]  # the profile's share, applied to unprofiled time
-    framework_ms = raw_run_ms - kernel_ms
+    # the profile (of plain run() calls) gives the kernels' share; the kernels are the same
+    # whether the states are bound or fed, so the rest of the runtime's bound run is framework
+    kernel_ms = raw_run_ms * prof["kernel_share"]
+    run_ms = wake_step_ms - python_ms
+    framework_ms = run_ms - kernel_ms
 
     def path(name: str, flop: float, ms: float) -> dict:
         at_peak = flop / (speed["gemm_gflops"] * 1e9) * 1e3
@@ -576,11 +570,11 @@ def limit(config: Config, model_dir: Path, backends: dict, pieces: dict, history
         paths.append(p)
     return {"flops": f, "numpy": speed, "paths": paths,
             "wake_graph_nodes": len(onnx.load(str(model_dir / "model.onnx")).graph.node),
-            "wake_time": {"step_ms": wake_step_ms, "python_ms": python_ms, "run_ms": raw_run_ms,
+            "wake_time": {"step_ms": wake_step_ms, "python_ms": python_ms, "run_ms": run_ms, "raw_run_ms": raw_run_ms,
                           "framework_ms": framework_ms, "kernel_ms": kernel_ms,
                           "per_node_overhead_us": framework_ms * 1e3 / prof["nodes_per_run"],
-                          "how": "python = the runtime's step with the session replaced by a recorded output; "
-                                 "run = onnxruntime run() alone; kernel = run x the kernel share of onnxruntime's "
+                          "how": "python = the runtime's step with onnxruntime's bound run taken out; run = "
+                                 "step - python; kernel = a plain run() x the kernel share of onnxruntime's "
                                  "profile; framework (per-node dispatch, allocation) = run - kernel"},
             "profile": prof}
 

@@ -44,6 +44,17 @@ def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
     return x * ang.cos() + torch.cat([-x2, x1], dim=-1) * ang.sin()
 
 
+def rope_matrix(pos: torch.Tensor, dim: int, base: float) -> torch.Tensor:
+    """R (dim, dim) with rope(x, pos) = x @ R for one position: one MatMul per rotated tensor in
+    the wake graph, where the split-negate-concat form is six small nodes."""
+    half = dim // 2
+    ang = pos.to(torch.float32) * base ** (-torch.arange(half, dtype=torch.float32, device=pos.device) / half)
+    cos, sin = torch.cat([ang, ang]).cos(), torch.cat([ang, ang]).sin()
+    eye = torch.eye(dim, device=pos.device)
+    rot = torch.cat([eye[half:], -eye[:half]])  # x @ rot = cat(-x2, x1)
+    return eye * cos + rot * sin
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -93,8 +104,9 @@ class Attention(nn.Module):
         Returns (y (1, d), k_cache, v_cache). No batch or time axes, like GatedDeltaNet.step."""
         H, hd = self.h, self.hd
         q, gate = self.q(x).view(H, 2 * hd).split(hd, dim=-1)
-        q = rope(self.q_norm(q)[:, None], pos, self.base)  # (H, 1, hd)
-        k = rope(self.k_norm(self.k(x).view(H, hd))[:, None], pos, self.base)
+        R = rope_matrix(pos, hd, self.base)
+        q = (self.q_norm(q) @ R)[:, None]  # (H, 1, hd)
+        k = (self.k_norm(self.k(x).view(H, hd)) @ R)[:, None]
         slots = torch.arange(k_cache.shape[1], device=x.device)[:, None]  # (L, 1)
         k_cache = torch.where(slots == pos, k, k_cache)
         v_cache = torch.where(slots == pos, self.v(x).view(H, 1, hd), v_cache)

@@ -38,6 +38,28 @@ def test_answer_is_a_pure_query(tiny):
         assert isinstance(first, str) and first not in ("<pad>", "<unk>")
 
 
+def test_wake_steps_keep_no_hold_on_what_they_hand_out(tiny):
+    """The onnx backend steps through two buffer sets it alternates between (I/O binding):
+    logits returned earlier stay as they were, and stepping again from copies of an earlier
+    window and fast weights repeats the same logits."""
+    from edgesleep.state import FastWeights, Window
+
+    _, path = tiny
+    with edgesleep.open(path) as rt:
+        backend, ids = rt.backend, rt.tokenizer.encode(FACTS)[:7]
+        window, fast = Window.empty(rt.config.args), FastWeights.zeros(rt.config.args)
+        for t in ids[:3]:
+            backend.step(t, window, fast)
+        saved = window.copy(), fast.copy()
+        first = [backend.step(t, window, fast) for t in ids[3:]]
+        kept = [lg.copy() for lg in first]
+        again = [backend.step(t, *saved) for t in ids[3:]]
+        assert not np.allclose(first[0], first[1])
+        for a, b, c in zip(first, kept, again):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, c)
+
+
 def test_eviction_every_window_and_sleep_is_idempotent(tiny):
     _, path = tiny
     with edgesleep.open(path) as rt:
