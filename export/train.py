@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="with --init: comma-separated words whose embedding rows to draw afresh, "
                          "e.g. the facts jobs, whose tied rows collapsed to one point (notebook entry 7)")
     args = ap.parse_args(argv)
+    if args.reinit_embed and not args.init:
+        ap.error("--reinit-embed redraws rows of a warm start: it needs --init")
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)

@@ -47,3 +47,27 @@ def test_lineage_counts_each_stage_up_to_its_warm_start(tmp_path):
     assert stages[0].get("missing") and stages[0]["steps"] == 5
     assert (stages[1]["steps"], stages[1]["wall_s"]) == (6, 12)  # base trained on to 10 after the branch
     assert stages[2]["steps"] == 3
+
+
+def test_redrawn_rows_are_spread_at_the_usual_norm():
+    """--reinit-embed's redraw: rows that had collapsed to one point get distinct directions at
+    the other rows' mean norm; the other rows stay as they were."""
+    import torch
+
+    from export.train import redraw_rows
+
+    torch.manual_seed(0)
+    w = torch.randn(20, 16) * 2
+    w[[3, 5, 7]] = 0.01  # a collapsed class
+    before = w.clone()
+    redraw_rows(w, [3, 5, 7])
+    rows = w[[3, 5, 7]]
+    keep = [i for i in range(20) if i not in (3, 5, 7)]
+    torch.testing.assert_close(w[keep], before[keep])
+    torch.testing.assert_close(rows.norm(dim=1), before[keep].norm(dim=1).mean().expand(3))
+    assert (rows - rows.mean(0)).norm(dim=1).min() > 1.0
+
+
+def test_reinit_embed_needs_a_warm_start(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--steps", "1", "--reinit-embed", "baker", *ARGS])

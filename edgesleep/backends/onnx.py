@@ -19,8 +19,8 @@ def _session(path: Path, threads: int | None, mem_pattern: bool = True) -> ort.I
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.enable_mem_pattern = mem_pattern
-    # One thread by default: at this size, threading costs more than it saves (bench: 0.86 vs
-    # 0.99 ms per wake step with 1 and 2 threads).
+    # One thread by default: at this size, threading costs more than it saves (bench: 0.551 vs
+    # 0.590 ms per wake step with 1 and 2 threads).
     opts.intra_op_num_threads = threads or 1
     opts.inter_op_num_threads = 1
     try:
@@ -49,8 +49,8 @@ class OnnxSleep:
 
     def __init__(self, model_dir: Path, config: Config, threads: int | None = None):
         self.args = config.args
-        # No memory pattern for the sleep graph: planning one block for its ~1100 intermediates
-        # cost 3.3 MB of RSS at the first deep sleep, for no measurable speed.
+        # No memory pattern for the sleep graph: planning one block for all its intermediates
+        # cost 3.3 MB of RSS at the first deep sleep (graph of 1112 nodes), for no measurable speed.
         self.sleep = _session(model_dir / "sleep.onnx", threads, mem_pattern=False)
         self._wake_graph = model_dir / "model.onnx"
 
@@ -93,8 +93,8 @@ class OnnxBackend(OnnxSleep):
     @wake.setter
     def wake(self, session: ort.InferenceSession) -> None:
         """The wake session, bound once: the states ping-pong between two buffer sets through
-        two I/O bindings (set 0 -> set 1 and back), so a step allocates and binds nothing (bench
-        section 5: faster than run() with numpy feeds)."""
+        two I/O bindings (set 0 -> set 1 and back), so a step binds no array and onnxruntime
+        allocates no state (bench section 5: faster than run() with numpy feeds)."""
         self._wake = session
         states = [i for i in session.get_inputs() if i.name not in ("token", "pos")]
         self._sets = [{i.name: np.zeros(i.shape, np.float32) for i in states} for _ in range(2)]
@@ -116,8 +116,9 @@ class OnnxBackend(OnnxSleep):
         """One wake step: runs `token` at the next slot of `window`, updating the window and
         `fast` in place. Returns the logits.
 
-        The arrays it leaves in `window` and `fast` are this backend's buffers, overwritten two
-        steps later: whoever keeps state beyond a step copies it (Window.copy, Memory)."""
+        The arrays it leaves in `window` and `fast` are this backend's buffers, valid only until
+        its next step (of any window): whoever keeps state beyond that copies it (Window.copy,
+        Memory)."""
         self._token[0], self._pos[0] = token, window.pos
         src, dst = self._sets[self._cur], self._sets[1 - self._cur]
         live = {f"S.{i}": s for i, s in fast.S.items()} | {f"conv.{i}": c for i, c in window.conv.items()}
