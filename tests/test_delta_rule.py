@@ -47,10 +47,9 @@ def test_blocks_stay_exact_on_a_repeated_key(T):
     (blocks of 16 miss by 1e-3 here, hence 8). T = 20 takes blocks of gcd(20, 8) = 4."""
     S0, q, k, v, beta, g = random_inputs(T=T, d=64)
     k[:] = k[:1]
-    t = lambda x: torch.from_numpy(x).transpose(0, 1)[None].double()  # noqa: E731
-    o_ref, S_ref = delta_rule_loop(t(q), t(k), t(v), t(np.ones_like(beta)), t(np.zeros_like(g)),
-                                   torch.from_numpy(S0)[None].double())
-    f = lambda x: torch.from_numpy(x).transpose(0, 1)[None]  # noqa: E731
-    o, S = delta_rule_blocks(f(q), f(k), f(v), f(np.ones_like(beta)), f(np.zeros_like(g)), torch.from_numpy(S0)[None])
+    perm = lambda x: torch.from_numpy(x).transpose(0, 1)[None]  # noqa: E731
+    args = [perm(q), perm(k), perm(v), perm(np.ones_like(beta)), perm(np.zeros_like(g)), torch.from_numpy(S0)[None]]
+    o_ref, S_ref = delta_rule_loop(*[a.double() for a in args])  # float64: the exact reference
+    o, S = delta_rule_blocks(*args)
     np.testing.assert_allclose(o.double().numpy(), o_ref.numpy(), atol=2e-5)
     np.testing.assert_allclose(S.double().numpy(), S_ref.numpy(), atol=2e-5)

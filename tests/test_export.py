@@ -40,57 +40,50 @@ def test_runtime_matches_torch(tiny, passes):
         np.testing.assert_allclose(logits, ref_logits, atol=1e-4, rtol=1e-4)
 
 
-def test_sleep_pass_matches_chunkwise_training_form(tiny):
-    """The ONNX sleep graph (blocked recurrence, masked partial window) vs torch's chunkwise
-    training form on the same features."""
-    model, path = tiny
-    rt = edgesleep.open(path)
-    L, d = model.args.window, model.args.d_model
-    rng = np.random.default_rng(0)
+def assert_sleep_pass_matches_torch(model, model_dir, valid: int, seed: int) -> None:
+    """The ONNX sleep graph (blocked recurrence) vs torch's chunkwise training form on the same
+    random features and fast weights, over a window whose first `valid` slots are real."""
+    from edgesleep.backends.onnx import OnnxSleep
+    from edgesleep.config import Config
+    from edgesleep.state import FastWeights
+
+    config = Config.load(model_dir)
+    L, d = config.args.window, config.args.d_model
+    rng = np.random.default_rng(seed)
     h = rng.normal(size=(L, d)).astype(np.float32)
-    mask = (np.arange(L) < 5).astype(np.float32)
-    S0 = rt.memory.fast.copy()
-    for i in S0.S:
-        S0.S[i] = rng.normal(size=S0.S[i].shape).astype(np.float32) * 0.2
-    h_onnx, S_onnx = rt.backend.sleep_pass(h, mask, S0)
+    mask = (np.arange(L) < valid).astype(np.float32)
+    S0 = FastWeights({i: rng.normal(size=s.shape).astype(np.float32) * 0.2
+                      for i, s in FastWeights.zeros(config.args).S.items()})
+    h_onnx, S_onnx = OnnxSleep(model_dir, config).sleep_pass(h, mask, S0)
     with torch.no_grad():
         h_t, S_t = model.window(torch.from_numpy(h)[None], [torch.from_numpy(S0.S[i])[None] for i in S0.S],
                                 torch.from_numpy(mask)[None])
-    np.testing.assert_allclose(h_onnx[:5], h_t[0, :5].numpy(), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(h_onnx[:valid], h_t[0, :valid].numpy(), atol=1e-4, rtol=1e-4)
     for i, s in zip(S0.S, S_t):
         np.testing.assert_allclose(S_onnx.S[i], s[0].numpy(), atol=1e-4, rtol=1e-4)
         assert not np.allclose(S_onnx.S[i], S0.S[i])
 
 
+def test_sleep_pass_matches_chunkwise_training_form(tiny):
+    """A masked partial window of the tiny model."""
+    model, path = tiny
+    assert_sleep_pass_matches_torch(model, path, valid=5, seed=0)
+
+
 def test_shipped_sleep_graph_matches_torch():
     """The tiny model's window (8) is one block of the sleep graph's blocked delta rule; a
     shipped model's (64) is eight, so this checks the hand-off of S from block to block as
-    exported, against torch's chunkwise form on the same weights."""
+    exported."""
     from safetensors.torch import load_file
 
     from conftest import SHIPPED
-    from edgesleep.backends.onnx import OnnxSleep
     from edgesleep.config import Config
-    from edgesleep.state import FastWeights
     from export.model import Model
 
-    config = Config.load(SHIPPED / "facts")
-    model = Model(config.args)
+    model = Model(Config.load(SHIPPED / "facts").args)
     model.load_state_dict(load_file(str(SHIPPED / "facts" / "weights.safetensors")))
     model.eval()
-    rng = np.random.default_rng(1)
-    L, d = config.args.window, config.args.d_model
-    h = rng.normal(size=(L, d)).astype(np.float32)
-    mask = (np.arange(L) < L - 5).astype(np.float32)
-    S0 = FastWeights({i: rng.normal(size=s.shape).astype(np.float32) * 0.2
-                      for i, s in FastWeights.zeros(config.args).S.items()})
-    h_onnx, S_onnx = OnnxSleep(SHIPPED / "facts", config).sleep_pass(h, mask, S0)
-    with torch.no_grad():
-        h_t, S_t = model.window(torch.from_numpy(h)[None], [torch.from_numpy(S0.S[i])[None] for i in S0.S],
-                                torch.from_numpy(mask)[None])
-    np.testing.assert_allclose(h_onnx[:L - 5], h_t[0, :L - 5].numpy(), atol=1e-4, rtol=1e-4)
-    for i, s in zip(S0.S, S_t):
-        np.testing.assert_allclose(S_onnx.S[i], s[0].numpy(), atol=1e-4, rtol=1e-4)
+    assert_sleep_pass_matches_torch(model, SHIPPED / "facts", valid=model.args.window - 5, seed=1)
 
 
 def test_graphs_share_one_copy_of_the_weights(tiny):
