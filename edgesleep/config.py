@@ -18,12 +18,24 @@ class ModelArgs:
     attn_heads: int = 4
     attn_head_dim: int = 32
     rope_base: float = 10000.0
+    # positions are multiplied by this before RoPE (llama.cpp's freq_scale). pi turns the fastest
+    # rotary pair by half a turn per token, so attention can see a position's parity relative to
+    # an anchor (depo's edges are token pairs: notebook entry 9)
+    rope_scale: float = 1.0
     gdn_heads: int = 2
     gdn_head_dim: int = 64  # dk = dv, as qwen35 requires
     conv_kernel: int = 4
     ffn_dim: int = 256
     norm_eps: float = 1e-6
     window: int = 64  # L: the attention cache holds at most this many tokens
+    # a token id the runtime writes in slot 0 of every window, before the text (None: no such
+    # token). It anchors absolute position, which RoPE alone does not give (notebook entry 9)
+    window_token: int | None = None
+
+    @property
+    def window_text(self) -> int:
+        """How many fed tokens one window holds."""
+        return self.window - (self.window_token is not None)
 
     @property
     def gdn_layers(self) -> list[int]:

@@ -37,7 +37,7 @@ def run_demo(model: str = "facts", passes: int | None = None, seed: int = 7, out
     st = Style(out.isatty())
     say = lambda *a: print(*a, file=out, flush=True)  # noqa: E731
     rt = Runtime(model)
-    cfg, L = rt.config, rt.config.window
+    cfg, L = rt.config, rt.config.args.window_text
     rt.passes = passes or max(cfg.passes)
     if cfg.task["name"] != "facts":
         raise ValueError(f"the demo needs a facts model; {rt.model_dir} was trained for {cfg.task['name']}")
@@ -55,8 +55,9 @@ def run_demo(model: str = "facts", passes: int | None = None, seed: int = 7, out
         rt.feed(" ".join(chunk))
         preview = " ".join(chunk)
         preview = preview if len(preview) < 72 else preview[:69] + "..."
-        state = (f"evicted: light sleep (N=1, free), cache {rt.window.pos}/{L}" if len(chunk) == L
-                 else f"still in the cache: {rt.window.pos}/{L}")
+        fill = rt.status()["window"]["fill"]
+        state = (f"evicted: light sleep (N=1, free), cache {fill}/{L}" if len(chunk) == L
+                 else f"still in the cache: {fill}/{L}")
         say(f"  window {w // L + 1}  {st.dim(preview)}\n            {state}")
     wake_s = time.perf_counter() - t0
 

@@ -88,14 +88,16 @@ class Runtime:
     def _consume(self, record: Record) -> None:
         evicted = sum(self._step(token) for token in record.ids)
         if evicted:
-            self.memory.commit(record.seq, list(self.window.tokens))
+            self.memory.commit(record.seq, self.window.text)
 
     def _step(self, token: int) -> bool:
         """One wake step; True when it filled the window, which is then evicted."""
+        if not self.window.pos and self.window.opener is not None:
+            self.backend.step(self.window.opener, self.window, self.memory.fast)
         self._logits = self.backend.step(token, self.window, self.memory.fast)
         if not self.window.full:
             return False
-        self.memory.evict(self.window.pos)
+        self.memory.evict(len(self.window.text))
         self.window = Window.empty(self.config.args)
         return True
 
@@ -112,13 +114,13 @@ class Runtime:
         base, fast, records = mem.since_base()
         tokens = [t for r in records for t in r.ids]
         if self.passes == 1:  # the light state is already the N = 1 state: nothing to replay
-            self.memory.evict(self.window.pos)
+            self.memory.evict(len(self.window.text))
             fast = self.memory.consolidated
         else:
             start, fast = mem.load_partial(base, self.passes, fast)
             fast, done = replay(self.backend, tokens, fast, self.passes, progress, should_stop,
                                 start, lambda w, s: mem.save_partial(base, self.passes, w, s))
-            if done < -(-len(tokens) // self.config.window):
+            if done < -(-len(tokens) // self.config.args.window_text):
                 return None
         cost = SleepCost(len(tokens), self.passes, time.process_time() - cpu, time.perf_counter() - wall)
         try:
@@ -230,7 +232,7 @@ class Runtime:
         s, head, mem = self.last_sleep, self.memory.head, self.memory
         return {
             "model": str(self.model_dir), "backend": self.backend.name, "passes": self.passes,
-            "window": {"fill": self.window.pos, "size": self.window.length},
+            "window": {"fill": len(self.window.text), "size": self.config.args.window_text},
             "tokens_consolidated": head.tokens_consolidated + mem.unsaved_tokens,
             "journal_tokens": sum(len(r.ids) for r in mem.journal.records),
             "journal_bytes": mem.journal.size_bytes,

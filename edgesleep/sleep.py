@@ -27,11 +27,12 @@ class SleepCost:
 
 
 def sleep(backend, tokens: list[int], fast: FastWeights, passes: int) -> FastWeights:
-    """Consolidate one window of at most L `tokens` into `fast`, the state before it, with
-    `passes` passes."""
+    """Consolidate one window's fed `tokens` (at most ModelArgs.window_text) into `fast`, the
+    state before it, with `passes` passes."""
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
-    L = backend.args.window
+    L, opener = backend.args.window, backend.args.window_token
+    tokens = tokens if opener is None else [opener, *tokens]
     h, mask = backend.embed(tokens), (np.arange(L) < len(tokens)).astype(np.float32)
     for _ in range(passes):
         h, fast = backend.sleep_pass(h, mask, fast)
@@ -42,13 +43,13 @@ def replay(backend, tokens: list[int], fast: FastWeights, passes: int,
            progress: Callable[[int, int], None] | None = None,
            should_stop: Callable[[], bool] | None = None, start: int = 0,
            checkpoint: Callable[[int, FastWeights], None] | None = None) -> tuple[FastWeights, int]:
-    """Deep sleep over a stretch of the journal: the same windows of L as at wake, each
-    consolidated with `passes` passes, from the deep state `fast`.
+    """Deep sleep over a stretch of the journal: the same windows as at wake, each consolidated
+    with `passes` passes, from the deep state `fast`.
 
     Resumable: it starts at window `start`, calls `checkpoint(windows_done, S)` after each
     window, and stops early (returning how many windows are done) when `should_stop()` says so.
     """
-    L = backend.args.window
+    L = backend.args.window_text
     n = -(-len(tokens) // L)
     for w in range(start, n):
         if should_stop and should_stop():

@@ -38,13 +38,14 @@ class Window:
     conv: dict[int, np.ndarray]
     length: int
     start: FastWeights | None = None  # never modified in place, so copies share it
+    opener: int | None = None  # ModelArgs.window_token: slot 0 holds it, before the text
 
     @classmethod
     def empty(cls, a: ModelArgs) -> "Window":
         kv = {i: (np.zeros((a.attn_heads, a.window, a.attn_head_dim), np.float32),
                   np.zeros((a.attn_heads, a.window, a.attn_head_dim), np.float32)) for i in a.attn_layers}
         conv = {i: np.zeros((a.conv_channels, a.conv_kernel - 1), np.float32) for i in a.gdn_layers}
-        return cls([], kv, conv, a.window)
+        return cls([], kv, conv, a.window, opener=a.window_token)
 
     @property
     def pos(self) -> int:
@@ -54,6 +55,11 @@ class Window:
     def full(self) -> bool:
         return self.pos == self.length
 
+    @property
+    def text(self) -> list[int]:
+        """The fed tokens in the window (the opener left out)."""
+        return self.tokens[self.opener is not None:]
+
     def copy(self) -> "Window":
         return Window(list(self.tokens), {i: (k.copy(), v.copy()) for i, (k, v) in self.kv.items()},
-                      {i: c.copy() for i, c in self.conv.items()}, self.length, self.start)
+                      {i: c.copy() for i, c in self.conv.items()}, self.length, self.start, self.opener)

@@ -8,6 +8,7 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import WhitespaceSplit
 
 SPECIALS = ["<pad>", "<unk>"]
+WINDOW = "<w>"  # opens every window of the models that use one (ModelArgs.window_token)
 
 
 class Tokenizer:
@@ -19,11 +20,15 @@ class Tokenizer:
         self.words = {i: w for w, i in self.vocab.items()}
         self.pad_id = self.vocab["<pad>"]
         self.unk_id = self.vocab["<unk>"]
-        self.special_ids = [self.vocab[s] for s in SPECIALS]
+        self.window_id = self.vocab.get(WINDOW)
+        self.special_ids = [self.vocab[s] for s in SPECIALS] + ([self.window_id] if self.window_id is not None else [])
 
     @classmethod
-    def from_words(cls, words: list[str]) -> "Tokenizer":
-        vocab = {w: i for i, w in enumerate(SPECIALS + [w for w in words if w not in SPECIALS])}
+    def from_words(cls, words: list[str], window_token: bool = False) -> "Tokenizer":
+        """The specials, then `words`; then `<w>` if asked, last so that the other ids do not
+        depend on it (a warm start adds one embedding row)."""
+        words = SPECIALS + [w for w in words if w not in SPECIALS] + ([WINDOW] if window_token else [])
+        vocab = {w: i for i, w in enumerate(words)}
         hf = HFTokenizer(WordLevel(vocab, unk_token="<unk>"))
         hf.pre_tokenizer = WhitespaceSplit()
         return cls(hf)

@@ -30,7 +30,7 @@ def build(run: Path, out: Path, eval_examples: int = 200, eval_passes: tuple[int
     model = Model(margs)
     meta = load_checkpoint(run / "ckpt.safetensors", model)
     lo, hi = parse_passes(run_args["passes"])
-    stages = lineage(run)
+    stages = lineage(run, meta["step"])
     train = {"command": stages[-1]["command"], "seed": meta["seed"], "steps": meta["step"],
              "wall_s": round(meta["elapsed"]), "passes": run_args["passes"], "batch": run_args["batch"],
              "lr": run_args["lr"], "init": run_args.get("init"), "init_step": run_args.get("init_step"),
@@ -57,12 +57,14 @@ def write_card(model_dir: Path, name: str, eval_examples: int = 200,
     return metrics
 
 
-def lineage(run: Path) -> list[dict]:
+def lineage(run: Path, upto: int | None = None) -> list[dict]:
     """The chain of warm starts that made a run, oldest first: each stage's command, device,
-    passes, steps and wall time, up to the step its child started from. A run made elsewhere (a
-    GPU lease) names its parent by that machine's path, so a parent is looked up beside the run
-    by folder name first; a parent found nowhere ends the chain with a stage marked missing."""
-    stages, seen, upto = [], set(), None
+    passes, steps and wall time, up to the step its child started from (for `run` itself, up to
+    `upto`: the step of the checkpoint built from, since a run stopped by hand logs past it). A
+    run made elsewhere (a GPU lease) names its parent by that machine's path, so a parent is
+    looked up beside the run by folder name first; a parent found nowhere ends the chain with a
+    stage marked missing."""
+    stages, seen = [], set()
     while run is not None and run.resolve() not in seen:
         seen.add(run.resolve())
         if not (run / "args.json").exists():
@@ -88,7 +90,7 @@ def write_model_dir(model: Model, out: Path, task: str, passes: list[int], train
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     module = get_task(task)
-    Tokenizer.from_words(module.VOCAB).save(out / "tokenizer.json")
+    Tokenizer.from_words(module.VOCAB, model.args.window_token is not None).save(out / "tokenizer.json")
     params = parse_params(train.get("params", []))
     config = Config(model.args, {"name": task, **{k: list(v) for k, v in module.DEFAULTS.items()},
                                  **{k: params[k] for k in module.CONFIG_KEYS if k in params}}, passes, train)

@@ -70,13 +70,17 @@ class Attention(nn.Module):
 
     def __init__(self, a: ModelArgs):
         super().__init__()
-        self.h, self.hd, self.base = a.attn_heads, a.attn_head_dim, a.rope_base
+        self.h, self.hd, self.base, self.scale = a.attn_heads, a.attn_head_dim, a.rope_base, a.rope_scale
         self.q = nn.Linear(a.d_model, 2 * self.h * self.hd, bias=False)
         self.k = nn.Linear(a.d_model, self.h * self.hd, bias=False)
         self.v = nn.Linear(a.d_model, self.h * self.hd, bias=False)
         self.o = nn.Linear(self.h * self.hd, a.d_model, bias=False)
         self.q_norm = RMSNorm(self.hd, a.norm_eps)
         self.k_norm = RMSNorm(self.hd, a.norm_eps)
+
+    def _scaled(self, pos: torch.Tensor) -> torch.Tensor:
+        # no Mul node in the graphs of unscaled models
+        return pos if self.scale == 1.0 else pos * self.scale
 
     def _qkv(self, x: torch.Tensor, pos: torch.Tensor):
         """x (B, T, d) -> q, k, v (B, H, T, hd) with RoPE at `pos`, and gate (B, T, H*hd)."""
@@ -85,8 +89,8 @@ class Attention(nn.Module):
         q, gate = qg[..., : self.hd], qg[..., self.hd:]
         k = self.k(x).view(B, T, self.h, self.hd)
         v = self.v(x).view(B, T, self.h, self.hd)
-        q = rope(self.q_norm(q).transpose(1, 2), pos, self.base)
-        k = rope(self.k_norm(k).transpose(1, 2), pos, self.base)
+        q = rope(self.q_norm(q).transpose(1, 2), self._scaled(pos), self.base)
+        k = rope(self.k_norm(k).transpose(1, 2), self._scaled(pos), self.base)
         return q, k, v.transpose(1, 2), gate.reshape(B, T, self.h * self.hd)
 
     def _out(self, att: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
@@ -104,7 +108,7 @@ class Attention(nn.Module):
         Returns (y (1, d), k_cache, v_cache). No batch or time axes, like GatedDeltaNet.step."""
         H, hd = self.h, self.hd
         q, gate = self.q(x).view(H, 2 * hd).split(hd, dim=-1)
-        R = rope_matrix(pos, hd, self.base)
+        R = rope_matrix(self._scaled(pos), hd, self.base)
         q = (self.q_norm(q) @ R)[:, None]  # (H, 1, hd)
         k = (self.k_norm(self.k(x).view(H, hd)) @ R)[:, None]
         slots = torch.arange(k_cache.shape[1], device=x.device)[:, None]  # (L, 1)

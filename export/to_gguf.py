@@ -34,7 +34,8 @@ RoPE: qwen35 always uses IMROPE (interleaved M-RoPE) via ggml_rope_multi. For te
 llama.cpp feeds the positions (p, p, p, 0); a rotary pair i takes the position of section
 "t", "h", "w" or "e" by `i % sum(sections)`, and pairs that fall to "e" would be rotated by
 position 0. With sections [s, s, s, 0] every pair maps to t/h/w, so every pair rotates by p
-with theta_i = p * base^(-2i/hd) over the whole head: exactly our NeoX rope.
+with theta_i = p * base^(-2i/hd) over the whole head: exactly our NeoX rope. A model's
+rope_scale s becomes linear scaling with factor 1/s (theta_i = s * p * base^(-2i/hd)).
 
 The vocabulary is a placeholder (tokenizer.ggml.model = "none" plus `qwen35.vocab_size`): token
 ids come from our own `tokenizers` file and are handed to llama.cpp as ids.
@@ -134,6 +135,9 @@ def export_gguf(model: Model, path: Path, vocab_size: int, quant: str = "f32") -
     w.add_layer_norm_rms_eps(float(a.norm_eps))
     w.add_rope_freq_base(float(a.rope_base))
     w.add_rope_dimension_count(a.attn_head_dim)
+    if a.rope_scale != 1.0:  # llama.cpp's linear scaling multiplies positions by 1/factor
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(1.0 / a.rope_scale)
     w.add_array(f"{ARCH}.rope.dimension_sections", _rope_sections(a.attn_head_dim))
     w.add_ssm_conv_kernel(a.conv_kernel)
     w.add_ssm_state_size(a.gdn_head_dim)

@@ -55,16 +55,21 @@ def batch_params(params: dict, rng: np.random.Generator) -> dict:
 
 def make_batch(task, tok: Tokenizer, rng: np.random.Generator, batch: int, L: int, params: dict):
     """Tensors for one batch: context windows (B, W, L) with a mask, questions (B*Q, T), the
-    index of each question's last token, and the answer ids."""
+    index of each question's last token, and the answer ids. With a window token (`<w>`) in the
+    vocabulary it opens every window, which then holds L - 1 tokens of text, and every question
+    (asked from a fresh window), as the runtime does."""
     examples = [task.sample(rng, **params) for _ in range(batch)]
     ctx = [tok.encode(e.context) for e in examples]
+    bos = tok.window_id
+    if bos is not None:
+        ctx = [[t for i in range(0, len(c), L - 1) for t in [bos, *c[i: i + L - 1]]] for c in ctx]
     W = max(math.ceil(len(c) / L) for c in ctx)
     tokens = torch.full((batch, W * L), tok.pad_id)
     mask = torch.zeros(batch, W * L)
     for b, c in enumerate(ctx):
         tokens[b, : len(c)] = torch.tensor(c)
         mask[b, : len(c)] = 1
-    qs = [tok.encode(q.text) for e in examples for q in e.questions]
+    qs = [([bos] if bos is not None else []) + tok.encode(q.text) for e in examples for q in e.questions]
     T = max(map(len, qs))
     q_tokens = torch.full((len(qs), T), tok.pad_id)
     for i, q in enumerate(qs):
@@ -137,7 +142,14 @@ def load_checkpoint(path: Path, model: Model, opt: torch.optim.Optimizer | None 
     from safetensors import safe_open
 
     tensors = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    old, new = state["embed.weight"], model.embed.weight
+    if opt is None and len(old) < len(new):  # a warm start that adds tokens (<w>): fresh rows
+        state["embed.weight"] = torch.cat([old, new.detach()[len(old):].cpu()])
+        model.load_state_dict(state)
+        redraw_rows(new, list(range(len(old), len(new))))
+    else:
+        model.load_state_dict(state)
     with safe_open(str(path), "pt") as f:
         meta = json.loads(f.metadata()["meta"])
     if opt is not None:
@@ -241,14 +253,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reinit-embed", default="",
                     help="with --init: comma-separated words whose embedding rows to draw afresh, "
                          "e.g. the facts jobs, whose tied rows collapsed to one point (notebook entry 7)")
+    ap.add_argument("--rope-scale", default="1", help="RoPE position scale: a number or 'pi'")
+    ap.add_argument("--window-token", action="store_true",
+                    help="open every window with a <w> token, an anchor for absolute position (notebook entry 9)")
     args = ap.parse_args(argv)
     if args.reinit_embed and not args.init:
         ap.error("--reinit-embed redraws rows of a warm start: it needs --init")
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
-    tok = Tokenizer.from_words(task.VOCAB)
-    margs = ModelArgs(vocab_size=len(tok), d_model=args.d_model, window=args.window)
+    tok = Tokenizer.from_words(task.VOCAB, args.window_token)
+    margs = ModelArgs(vocab_size=len(tok), d_model=args.d_model, window=args.window, window_token=tok.window_id,
+                      rope_scale=math.pi if args.rope_scale == "pi" else float(args.rope_scale))
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = args.out / "ckpt.safetensors"
 

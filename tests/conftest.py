@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,19 +18,32 @@ if TYPE_CHECKING:
     from export.model import Model  # needs torch, which only the tests that use it import
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    """A tiny random facts model exported to ONNX and GGUF: (torch model, model directory)."""
+def tiny_model_dir(tmp_path_factory, name: str, seed: int, anchored: bool = False):
+    """A tiny random facts model exported to ONNX and GGUF: (torch model, model directory).
+    `anchored`: its windows open with <w> and its RoPE positions are scaled by pi, as depo's."""
     pytest.importorskip("torch")
     from edgesleep.tasks import facts
+    from edgesleep.tokenizer import Tokenizer
     from export.build import write_model_dir
 
-    args = ModelArgs(vocab_size=len(facts.VOCAB) + 2, d_model=32, attn_heads=2, attn_head_dim=16,
-                     gdn_heads=2, gdn_head_dim=16, ffn_dim=64, window=8)
-    model = scaled_random_model(args, seed=0)
-    out = tmp_path_factory.mktemp("tiny") / "facts-tiny"
+    tok = Tokenizer.from_words(facts.VOCAB, window_token=anchored)
+    args = ModelArgs(vocab_size=len(tok), d_model=32, attn_heads=2, attn_head_dim=16, gdn_heads=2,
+                     gdn_head_dim=16, ffn_dim=64, window=8, window_token=tok.window_id,
+                     rope_scale=math.pi if anchored else 1.0)
+    model = scaled_random_model(args, seed=seed)
+    out = tmp_path_factory.mktemp(name) / f"facts-{name}"
     write_model_dir(model, out, "facts", [1, 2], {"note": "random weights for tests"})
     return model, out
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    return tiny_model_dir(tmp_path_factory, "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def anchored(tmp_path_factory):
+    return tiny_model_dir(tmp_path_factory, "anchored", seed=2, anchored=True)
 
 
 def scaled_random_model(args: ModelArgs, seed: int) -> Model:

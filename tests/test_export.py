@@ -11,19 +11,22 @@ CONTEXT = "alice lives in paris . bob works as a chef . alice has a cat . the we
 
 def torch_reference(model, ids, question_ids, passes):
     """The reference semantics: hard eviction every L tokens, N passes per window (the last,
-    partial one included), then the question as one ordinary pass from S."""
-    L = model.args.window
+    partial one included), then the question as one ordinary pass from S. With a window token,
+    it opens every window (of L - 1 fed tokens) and the question's."""
+    a = model.args
+    opener, L = [] if a.window_token is None else [a.window_token], a.window_text
     S = model.empty_state(1)
     with torch.no_grad():
         for i in range(0, len(ids), L):
-            _, S = model.sleep(torch.tensor([ids[i:i + L]]), S, passes)
-        h, _ = model.window(model.embed(torch.tensor([question_ids])), S)
+            _, S = model.sleep(torch.tensor([opener + ids[i:i + L]]), S, passes)
+        h, _ = model.window(model.embed(torch.tensor([opener + question_ids])), S)
         return model.logits(h)[0, -1].numpy(), [s[0].numpy() for s in S]
 
 
 @pytest.mark.parametrize("passes", [1, 3])
-def test_runtime_matches_torch(tiny, passes):
-    model, path = tiny
+@pytest.mark.parametrize("which", ["tiny", "anchored"])
+def test_runtime_matches_torch(which, passes, request):
+    model, path = request.getfixturevalue(which)
     with edgesleep.open(path, passes=passes) as rt:
         ids = rt.tokenizer.encode(CONTEXT)
         q_ids = rt.tokenizer.encode("where does alice live ?")
@@ -38,6 +41,21 @@ def test_runtime_matches_torch(tiny, passes):
         logits = rt._logits
         assert np.abs(ref_logits).max() > 0.1  # not a trivially-zero comparison
         np.testing.assert_allclose(logits, ref_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_position_anchors_change_the_answer(anchored):
+    """The anchored model's two anchors are not no-ops in torch (so the parity tests above would
+    notice either one dropped by a graph): pi-scaled RoPE and the window token."""
+    import dataclasses
+
+    model, path = anchored
+    with edgesleep.open(path) as rt:
+        ids, q_ids = rt.tokenizer.encode(CONTEXT), rt.tokenizer.encode("where does alice live ?")
+    ref, _ = torch_reference(model, ids, q_ids, 2)
+    for change in (dict(rope_scale=1.0), dict(window_token=None)):
+        other = type(model)(dataclasses.replace(model.args, **change))
+        other.load_state_dict(model.state_dict())
+        assert np.abs(torch_reference(other.eval(), ids, q_ids, 2)[0] - ref).max() > 1e-2, change
 
 
 def assert_sleep_pass_matches_torch(model, model_dir, valid: int, seed: int) -> None:

@@ -5,6 +5,7 @@ Same weights, same stream: logits within a window, fast weights injected after s
 the recurrent state read back, the conv state, a q8_0 export; the runtime on either backend, and
 a memory moved from one backend to the other.
 """
+import math
 import shutil
 import struct
 
@@ -37,9 +38,10 @@ def tiny_gguf(tiny):
 
 @pytest.fixture(scope="module")
 def odd_gguf(tmp_path_factory):
-    """Another layer order (GDN first, three GDN layers), non-trivial norms and A_log."""
+    """Another layer order (GDN first, three GDN layers), non-trivial norms and A_log, and RoPE
+    positions scaled by pi (the GGUF's linear rope scaling)."""
     args = ModelArgs(vocab_size=40, d_model=32, layer_types=["gdn", "gdn", "attention", "gdn"], attn_heads=2,
-                     attn_head_dim=16, gdn_heads=2, gdn_head_dim=16, ffn_dim=64, window=8)
+                     attn_head_dim=16, gdn_heads=2, gdn_head_dim=16, ffn_dim=64, window=8, rope_scale=math.pi)
     model = scaled_random_model(args, seed=1)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -276,17 +278,20 @@ def assert_same_state(a, b):
         np.testing.assert_allclose(b.memory.fast.S[i], x, **TOL)
 
 
-def test_gguf_backend_matches_onnx(tiny):
+@pytest.mark.parametrize("which", ["tiny", "anchored"])
+def test_gguf_backend_matches_onnx(which, request):
     """One stream on both backends: logits after two evictions, answers (the first crosses an
     eviction; after each, llama.cpp must rebuild the window it no longer holds), more input,
-    a deep sleep (pass 1 recomputed on the sleep graph), and a question after it."""
-    _, path = tiny
+    a deep sleep (pass 1 recomputed on the sleep graph), and a question after it. Also for a
+    model whose windows open with a token and whose RoPE is scaled."""
+    _, path = request.getfixturevalue(which)
     with edgesleep.open(path, passes=2) as onnx, edgesleep.open(path, backend="gguf", passes=2) as gguf:
         assert (onnx.status()["backend"], gguf.status()["backend"]) == ("onnx", "gguf")
         runtimes = (onnx, gguf)
         for rt in runtimes:
             rt.feed(CONTEXT)
-        assert gguf.status()["tokens_consolidated"] == 2 * gguf.config.window
+        n, per = len(gguf.tokenizer.encode(CONTEXT)), gguf.config.args.window_text
+        assert gguf.status()["tokens_consolidated"] == n - n % per >= 2 * per
         assert np.abs(onnx.logits).max() > 0.5
         np.testing.assert_allclose(gguf.logits, onnx.logits, **TOL)
         assert_same_state(onnx, gguf)

@@ -40,8 +40,9 @@ def fed_fresh(path, records, passes=1):
     return rt
 
 
-def test_recall_survives_a_restart(tiny, tmp_path):
-    _, model = tiny
+@pytest.mark.parametrize("which", ["tiny", "anchored"])
+def test_recall_survives_a_restart(which, tmp_path, request):
+    _, model = request.getfixturevalue(which)
     with edgesleep.open(model, memory=tmp_path / "m", passes=2) as rt:
         for line in LINES[:3]:
             rt.feed(line)
@@ -142,8 +143,9 @@ def test_rollback_and_reset(tiny, tmp_path):
             rt.rollback(999)
 
 
-def test_deep_sleep_is_resumable(tiny, tmp_path):
-    _, model = tiny
+@pytest.mark.parametrize("which", ["tiny", "anchored"])
+def test_deep_sleep_is_resumable(which, tmp_path, request):
+    _, model = request.getfixturevalue(which)
     text = " ".join(LINES[:5])
     with edgesleep.open(model, memory=tmp_path / "a", passes=3) as rt:
         rt.feed(text)

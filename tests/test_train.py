@@ -47,6 +47,8 @@ def test_lineage_counts_each_stage_up_to_its_warm_start(tmp_path):
     assert stages[0].get("missing") and stages[0]["steps"] == 5
     assert (stages[1]["steps"], stages[1]["wall_s"]) == (6, 12)  # base trained on to 10 after the branch
     assert stages[2]["steps"] == 3
+    # built from the branch's checkpoint at step 2 (stopped by hand after logging step 3)
+    assert lineage(tmp_path / "branch", upto=2)[2]["steps"] == 2
 
 
 def test_redrawn_rows_are_spread_at_the_usual_norm():
@@ -71,3 +73,34 @@ def test_redrawn_rows_are_spread_at_the_usual_norm():
 def test_reinit_embed_needs_a_warm_start(tmp_path):
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--steps", "1", "--reinit-embed", "baker", *ARGS])
+
+
+def test_window_token_batches_and_warm_start(tmp_path):
+    """--window-token: <w> opens every window (L - 1 tokens of text each) and every question,
+    and a warm start from a run without it keeps every old row and adds one fresh row."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from edgesleep.tasks import depo
+    from edgesleep.tokenizer import Tokenizer
+    from export.train import make_batch
+
+    tok = Tokenizer.from_words(depo.VOCAB, window_token=True)
+    assert tok.window_id == len(tok) - 1 and Tokenizer.from_words(depo.VOCAB).vocab == \
+        {w: i for w, i in tok.vocab.items() if i != tok.window_id}
+    batch = make_batch(depo, tok, np.random.default_rng(0), 4, 8, {"nodes": (8, 8)})  # 16 tokens: 3 windows
+    text = tok.encode(depo.sample(np.random.default_rng(0), nodes=(8, 8)).context)
+    assert batch["tokens"][0, :, 0].tolist() == [tok.window_id] * 3
+    assert batch["tokens"][0, :, 1:].flatten()[:16].tolist() == text
+    assert batch["mask"][0].sum() == 16 + 3 and (batch["q_tokens"][:, 0] == tok.window_id).all()
+
+    depo_args = ["--task", "depo", "--batch", "4", "--d-model", "32", "--window", "16", "--eval-every", "1000",
+                 "--eval-examples", "4", "--threads", "1", "--param", "nodes=4-6"]
+    main(["--out", str(tmp_path / "a"), "--steps", "1", *depo_args])
+    main(["--out", str(tmp_path / "b"), "--steps", "1", "--lr", "0", "--init", str(tmp_path / "a"),
+          "--window-token", "--rope-scale", "pi", *depo_args])
+    old, new = (load_file(str(tmp_path / r / "ckpt.safetensors"))["model.embed.weight"] for r in "ab")
+    assert new.shape[0] == old.shape[0] + 1
+    assert (new[:-1] == old).all() and new[-1].norm() > 0.5 * old.norm(dim=1).mean()
+    model = json.loads((tmp_path / "b" / "args.json").read_text())["model"]
+    assert model["window_token"] == old.shape[0] and abs(model["rope_scale"] - 3.14159) < 1e-5
