@@ -39,6 +39,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from edgesleep.eval import evaluate
+    from edgesleep.tasks import kind_order
 
     passes = [int(p) for p in args.passes.split(",")]
     if any(p < 1 for p in passes):
@@ -48,7 +49,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(result, indent=1))
         return
-    kinds = list(result["counts"])
+    kinds = sorted(result["counts"], key=kind_order)
     print(f"{result['task']}: {result['examples']} held-out examples (seed {result['seed']}), "
           f"accuracy per question kind (questions: " + ", ".join(f"{k} {result['counts'][k]}" for k in kinds) + ")")
     print(f"{'passes':>7} " + " ".join(f"{k:>8}" for k in kinds))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgesleep.runtime import Runtime
-from edgesleep.tasks import Example, get_task
+from edgesleep.tasks import Example, get_task, kind_order
 
 
 def ask(rt: Runtime, example: Example) -> list[str]:
@@ -48,5 +48,6 @@ def evaluate(model_dir: str | Path, passes: list[int], examples: int = 100, seed
                 done += 1
                 if progress:
                     progress(done, total)
-            acc[n] = {k: right[k] / counts[k] for k in sorted(counts)}
+            acc[n] = {k: right[k] / counts[k] for k in sorted(counts, key=kind_order)}
+        counts = {k: counts[k] for k in sorted(counts, key=kind_order)}
         return {"task": name, "examples": examples, "seed": seed, "backend": backend, "accuracy": acc, "counts": counts}

@@ -162,14 +162,20 @@ def load_checkpoint(path: Path, model: Model, opt: torch.optim.Optimizer | None 
 
 
 @torch.no_grad()
-def redraw_rows(weight: torch.Tensor, rows: list[int]) -> None:
+def redraw_rows(weight: torch.Tensor, rows: list[int], near: list[int] | None = None) -> None:
     """Give `rows` random directions at the other rows' mean norm. Tied embeddings can collapse a
     whole answer class to one point, where the input side cannot tell its words apart and the
-    output side gets no gradient to separate them; fresh rows break that symmetry."""
+    output side gets no gradient to separate them; fresh rows break that symmetry.
+    `near`: draw them instead around the centre of these rows, at their spread: a class the
+    model already writes to S, so that the fresh rows start with its write gates open."""
     keep = torch.ones(weight.shape[0], dtype=torch.bool)
     keep[rows] = False
-    fresh = torch.randn(len(rows), weight.shape[1], device=weight.device)
-    weight[rows] = F.normalize(fresh, dim=1) * weight[keep].norm(dim=1).mean()
+    fresh = F.normalize(torch.randn(len(rows), weight.shape[1], device=weight.device), dim=1)
+    if near:
+        centre = weight[near].mean(0)
+        weight[rows] = centre + fresh * (weight[near] - centre).norm(dim=1).mean()
+    else:
+        weight[rows] = fresh * weight[keep].norm(dim=1).mean()
 
 
 def common_args(ap: argparse.ArgumentParser, steps: int, eval_every: int, threads: int) -> None:
@@ -250,6 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     common_args(ap, steps=4000, eval_every=500, threads=2)
     ap.add_argument("--passes", default="1", help="N, or a range like 1-4 sampled per window")
     ap.add_argument("--init", type=Path, help="warm start: a run folder whose weights to start from")
+    ap.add_argument("--reinit-near", default="",
+                    help="with --reinit-embed: comma-separated words around whose rows to draw the new ones")
     ap.add_argument("--reinit-embed", default="",
                     help="with --init: comma-separated words whose embedding rows to draw afresh, "
                          "e.g. the facts jobs, whose tied rows collapsed to one point (notebook entry 7)")
@@ -281,10 +289,10 @@ def main(argv: list[str] | None = None) -> None:
         init_step = load_checkpoint(args.init / "ckpt.safetensors", model)["step"]
         print(f"warm start from {args.init} at step {init_step}")
         if args.reinit_embed:
-            words = args.reinit_embed.split(",")
-            if unknown := [w for w in words if w not in tok.vocab]:
+            words, near = args.reinit_embed.split(","), [w for w in args.reinit_near.split(",") if w]
+            if unknown := [w for w in words + near if w not in tok.vocab]:
                 ap.error(f"--reinit-embed: not in the {args.task} vocabulary: {' '.join(unknown)}")
-            redraw_rows(model.embed.weight, [tok.vocab[w] for w in words])
+            redraw_rows(model.embed.weight, [tok.vocab[w] for w in words], [tok.vocab[w] for w in near])
     (args.out / "args.json").write_text(json.dumps(
         {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "model": asdict(margs),
          "argv": sys.argv[1:] if argv is None else argv,

@@ -90,3 +90,12 @@ def test_forgotten_fact_is_no_longer_recalled(tmp_path):
         kept = recalled[2:]
         still = sum(rt.answer(questions[s][0]) == questions[s][1] for s in kept)
         assert still >= 0.8 * len(kept), (still, len(kept))
+
+
+def test_eval_table_lists_hops_in_order(capsys):
+    """`edgesleep eval` on depo: columns h=1, 2, 4, 8 in that order (not as first met)."""
+    from edgesleep.cli import main as cli
+
+    cli(["eval", "--model", str(SHIPPED / "depo"), "--task", "depo", "--passes", "1", "--examples", "3"])
+    header = capsys.readouterr().out.splitlines()[1].split()
+    assert header == ["passes", "h=1", "h=2", "h=4", "h=8"]

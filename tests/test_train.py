@@ -69,6 +69,14 @@ def test_redrawn_rows_are_spread_at_the_usual_norm():
     torch.testing.assert_close(rows.norm(dim=1), before[keep].norm(dim=1).mean().expand(3))
     assert (rows - rows.mean(0)).norm(dim=1).min() > 1.0
 
+    # --reinit-near: around a donor class's centre, at its spread
+    donors = [10, 11, 12, 13]
+    w[donors] = torch.tensor([5.0] * 16) + torch.randn(4, 16) * 0.1
+    redraw_rows(w, [3, 5, 7], near=donors)
+    centre = w[donors].mean(0)
+    spread = (w[donors] - centre).norm(dim=1).mean()
+    torch.testing.assert_close((w[[3, 5, 7]] - centre).norm(dim=1), spread.expand(3))
+
 
 def test_reinit_embed_needs_a_warm_start(tmp_path):
     with pytest.raises(SystemExit):
