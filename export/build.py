@@ -74,7 +74,8 @@ def lineage(run: Path, upto: int | None = None) -> list[dict]:
         args = json.loads((run / "args.json").read_text())
         log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line]
         log = [r for r in log if upto is None or r["step"] <= upto]  # what the child started from
-        stages.append({"run": run.name, "command": " ".join(["python -m export.train", *args.get("argv", [])]),
+        command = args.get("command") or " ".join(["python -m export.train", *args.get("argv", [])])
+        stages.append({"run": run.name, "command": command,
                        "device": args.get("device", "cpu"), "passes": args["passes"], "batch": args["batch"],
                        "seed": args["seed"], "steps": log[-1]["step"] if log else 0,
                        "wall_s": round(log[-1]["elapsed"]) if log else 0})

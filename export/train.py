@@ -251,7 +251,9 @@ def fit(model: Model, opt: torch.optim.Optimizer, args: argparse.Namespace, task
         return step, time.time() - t_start, True
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, launcher: str = "python -m export.train") -> None:
+    """`launcher`: how the run was started, before its arguments (a curriculum wrapper names
+    itself), so that a model card's command reproduces it."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_args(ap, steps=4000, eval_every=500, threads=2)
     ap.add_argument("--passes", default="1", help="N, or a range like 1-4 sampled per window")
@@ -296,6 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "args.json").write_text(json.dumps(
         {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "model": asdict(margs),
          "argv": sys.argv[1:] if argv is None else argv,
+         "command": " ".join([launcher, *(sys.argv[1:] if argv is None else argv)]),
          "init_step": init_step}, indent=1))
 
     lo, hi = parse_passes(args.passes)

@@ -49,6 +49,11 @@ def test_lineage_counts_each_stage_up_to_its_warm_start(tmp_path):
     assert stages[2]["steps"] == 3
     # built from the branch's checkpoint at step 2 (stopped by hand after logging step 3)
     assert lineage(tmp_path / "branch", upto=2)[2]["steps"] == 2
+    assert stages[2]["command"] == "python -m export.train --out branch"
+    # a run started through a curriculum wrapper records its own command
+    args = json.loads((tmp_path / "branch" / "args.json").read_text())
+    (tmp_path / "branch" / "args.json").write_text(json.dumps({**args, "command": "python -m wrapper -- --out branch"}))
+    assert lineage(tmp_path / "branch")[2]["command"] == "python -m wrapper -- --out branch"
 
 
 def test_redrawn_rows_are_spread_at_the_usual_norm():
@@ -104,7 +109,9 @@ def test_window_token_batches_and_warm_start(tmp_path):
 
     depo_args = ["--task", "depo", "--batch", "4", "--d-model", "32", "--window", "16", "--eval-every", "1000",
                  "--eval-examples", "4", "--threads", "1", "--param", "nodes=4-6"]
-    main(["--out", str(tmp_path / "a"), "--steps", "1", *depo_args])
+    main(["--out", str(tmp_path / "a"), "--steps", "1", *depo_args], launcher="python -m some.wrapper --")
+    assert json.loads((tmp_path / "a" / "args.json").read_text())["command"].startswith(
+        "python -m some.wrapper -- --out ")
     main(["--out", str(tmp_path / "b"), "--steps", "1", "--lr", "0", "--init", str(tmp_path / "a"),
           "--window-token", "--rope-scale", "pi", *depo_args])
     old, new = (load_file(str(tmp_path / r / "ckpt.safetensors"))["model.embed.weight"] for r in "ab")

@@ -57,7 +57,8 @@ def main() -> None:
         ap.error(f"pass --param questions=N with N != {HELD_OUT_QUESTIONS}: "
                  f"{HELD_OUT_QUESTIONS} is how this script tells the held-out set apart")
     facts.sample = curriculum(args.job_weight, args.job_only)
-    train.main(train_args)
+    train.main(train_args, launcher=f"python -m export.experiments.facts_jobs --job-weight {args.job_weight:g} "
+                                    f"--job-only {args.job_only:g} --")
 
 
 if __name__ == "__main__":
