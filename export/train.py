@@ -60,16 +60,16 @@ def make_batch(task, tok: Tokenizer, rng: np.random.Generator, batch: int, L: in
     (asked from a fresh window), as the runtime does."""
     examples = [task.sample(rng, **params) for _ in range(batch)]
     ctx = [tok.encode(e.context) for e in examples]
-    bos = tok.window_id
-    if bos is not None:
-        ctx = [[t for i in range(0, len(c), L - 1) for t in [bos, *c[i: i + L - 1]]] for c in ctx]
+    opener = tok.window_id
+    if opener is not None:
+        ctx = [[t for i in range(0, len(c), L - 1) for t in [opener, *c[i: i + L - 1]]] for c in ctx]
     W = max(math.ceil(len(c) / L) for c in ctx)
     tokens = torch.full((batch, W * L), tok.pad_id)
     mask = torch.zeros(batch, W * L)
     for b, c in enumerate(ctx):
         tokens[b, : len(c)] = torch.tensor(c)
         mask[b, : len(c)] = 1
-    qs = [([bos] if bos is not None else []) + tok.encode(q.text) for e in examples for q in e.questions]
+    qs = [([opener] if opener is not None else []) + tok.encode(q.text) for e in examples for q in e.questions]
     T = max(map(len, qs))
     q_tokens = torch.full((len(qs), T), tok.pad_id)
     for i, q in enumerate(qs):
