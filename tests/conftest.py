@@ -62,3 +62,20 @@ def scaled_random_model(args: ModelArgs, seed: int) -> Model:
             elif name.endswith("dt_bias"):
                 p.uniform_(-3, 0)  # decays strong enough to matter
     return model.eval()
+
+
+def torch_reference(model: Model, ids: list[int], question_ids: list[int], passes: int):
+    """The reference semantics in torch: hard eviction every window, N passes per window (the
+    last, partial one included), then the question as one ordinary pass from S. With a window
+    token, it opens every window (of L - 1 fed tokens) and the question's. Returns the
+    question's logits at every position, S after the context and S after the question (numpy)."""
+    import torch
+
+    a = model.args
+    opener, L = [] if a.window_token is None else [a.window_token], a.window_text
+    S = model.empty_state(1)
+    with torch.no_grad():
+        for i in range(0, len(ids), L):
+            _, S = model.sleep(torch.tensor([opener + ids[i:i + L]]), S, passes)
+        h, S_after = model.window(model.embed(torch.tensor([opener + question_ids])), S)
+        return (model.logits(h)[0].numpy(), [s[0].numpy() for s in S], [s[0].numpy() for s in S_after])

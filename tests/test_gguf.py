@@ -17,7 +17,7 @@ pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
 import edgesleep  # noqa: E402
-from conftest import scaled_random_model  # noqa: E402
+from conftest import scaled_random_model, torch_reference  # noqa: E402
 from edgesleep.backends.gguf import LlamaSession, StateLayoutError  # noqa: E402
 from edgesleep.cli import main as cli  # noqa: E402
 from edgesleep.config import ModelArgs  # noqa: E402
@@ -60,19 +60,6 @@ def torch_logits(model, ids, S=None):
         S = model.empty_state(1) if S is None else [torch.from_numpy(s)[None] for s in S]
         h, S = model.window(model.embed(torch.tensor([ids])), S)
         return model.logits(h)[0].numpy(), [s[0].numpy() for s in S]
-
-
-def torch_reference(model, ids, question_ids, passes):
-    """As tests/test_export.py: hard eviction every L tokens, N passes per window, then the
-    question as one ordinary pass from S. Returns (question logits, S before, S after)."""
-    L = model.args.window
-    S = model.empty_state(1)
-    with torch.no_grad():
-        for i in range(0, len(ids), L):
-            _, S = model.sleep(torch.tensor([ids[i:i + L]]), S, passes)
-    S = [s[0].numpy() for s in S]
-    logits, S_after = torch_logits(model, question_ids, S)
-    return logits, S, S_after
 
 
 def llama_window(session, ids, S):
