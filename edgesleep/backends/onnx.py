@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
+from onnx.external_data_helper import load_external_data_for_tensor
 
 from edgesleep.config import Config
 from edgesleep.state import FastWeights, Window
@@ -37,8 +38,12 @@ def _embeddings(path: Path, shape: tuple[int, int]) -> np.ndarray:
     """The token embedding table of the ONNX wake graph."""
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing")
-    for t in onnx.load(str(path)).graph.initializer:
+    # Only this tensor's bytes are read: loading every weight of the graph to keep one table
+    # cost 3.5 MB of RSS for the rest of the process (bench, footprint from a cold start).
+    for t in onnx.load(str(path), load_external_data=False).graph.initializer:
         if t.name == EMBED and tuple(t.dims) == shape:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                load_external_data_for_tensor(t, str(path.parent))
             return numpy_helper.to_array(t).astype(np.float32)
     raise ValueError(f"{path} has no {EMBED} of shape {shape}; re-export the model")
 
