@@ -98,6 +98,16 @@ def consolidate(model: Model, batch: dict, passes) -> list[torch.Tensor]:
     return S
 
 
+def drop_state(S: list[torch.Tensor], p: float, rng: np.random.Generator) -> list[torch.Tensor]:
+    """Fast-weight dropout: with probability p an example answers with one GDN layer's S (drawn
+    uniformly) zeroed. Left alone, the depo models store every edge in one GDN layer (notebook
+    entry 12), and a k-hop answer at wake needs reads from more than one."""
+    B = S[0].shape[0]
+    dropped = np.where(rng.random(B) < p, rng.integers(len(S), size=B), -1)
+    return [s * torch.as_tensor(dropped != i, dtype=s.dtype, device=s.device).view(B, 1, 1, 1)
+            for i, s in enumerate(S)]
+
+
 def answer_logits(model: Model, batch: dict, S: list[torch.Tensor]) -> torch.Tensor:
     """Each question is asked on its own from the consolidated S: one ordinary pass."""
     S = [s.repeat_interleave(batch["per_example"], dim=0) for s in S]
@@ -266,6 +276,8 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
     ap.add_argument("--rope-scale", default="1", help="RoPE position scale: a number or 'pi'")
     ap.add_argument("--window-token", action="store_true",
                     help="open every window with a <w> token, an anchor for absolute position (notebook entry 9)")
+    ap.add_argument("--drop-state", type=float, default=0.0,
+                    help="fast-weight dropout: the share of examples that answer with one GDN layer's S zeroed")
     args = ap.parse_args(argv)
     if args.reinit_embed and not args.init:
         ap.error("--reinit-embed redraws rows of a warm start: it needs --init")
@@ -307,6 +319,8 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
 
     def loss_fn(batch: dict, rng: np.random.Generator) -> torch.Tensor:
         S = consolidate(model, batch, lambda: int(rng.integers(lo, hi + 1)))
+        if args.drop_state:
+            S = drop_state(S, args.drop_state, rng)
         return F.cross_entropy(answer_logits(model, batch, S), batch["answers"])
 
     fit(model, opt, args, task, tok, params, loss_fn, lambda: evaluate(model, held, sorted({1, 2, 4, hi})),

@@ -99,7 +99,8 @@ def test_graphs_share_one_copy_of_the_weights(tiny):
     model, model_dir = tiny
     weight_bytes = sum(p.numel() * 4 for p in model.parameters())
     shared = (model_dir / "graphs.data").stat().st_size
-    assert weight_bytes * 0.9 < shared < weight_bytes * 1.5  # once, not once per graph
+    # once, not once per graph (alignment and a few large constants take the rest)
+    assert weight_bytes * 0.9 < shared < weight_bytes * 1.15, shared / weight_bytes
     for graph in ("model.onnx", "sleep.onnx"):
         onnx.checker.check_model(str(model_dir / graph), full_check=True)  # shapes agree with the rewritten weights
         g = onnx.load(str(model_dir / graph), load_external_data=False)

@@ -119,3 +119,21 @@ def test_window_token_batches_and_warm_start(tmp_path):
     assert (new[:-1] == old).all() and new[-1].norm() > 0.5 * old.norm(dim=1).mean()
     model = json.loads((tmp_path / "b" / "args.json").read_text())["model"]
     assert model["window_token"] == old.shape[0] and abs(model["rope_scale"] - 3.14159) < 1e-5
+
+
+def test_drop_state_zeroes_at_most_one_layer_per_example():
+    """Fast-weight dropout: about a share p of the examples lose exactly one GDN layer's S, and
+    every other S is passed through untouched."""
+    import numpy as np
+    import torch
+
+    from export.train import drop_state
+
+    S = [torch.rand(400, 2, 4, 4) + 1 for _ in range(2)]
+    out = drop_state(S, 0.5, np.random.default_rng(0))
+    zeroed = torch.stack([(o == 0).flatten(1).all(1) for o in out])  # (layers, examples)
+    kept = torch.tensor([[torch.equal(o[b], s[b]) for b in range(400)] for o, s in zip(out, S)])
+    assert (zeroed | kept).all() and zeroed.sum(0).max() == 1
+    assert 0.4 < zeroed.any(0).float().mean() < 0.6
+    assert zeroed[0].sum() > 50 and zeroed[1].sum() > 50  # both layers get dropped
+    assert all(torch.equal(o, s) for o, s in zip(drop_state(S, 0.0, np.random.default_rng(0)), S))

@@ -1,0 +1,180 @@
+"""Probes of where a model keeps what it reads (benchmarks/sleep-depth.md, entries 11 and 12).
+
+    .venv/bin/python -m benchmarks.probes layers models/depo-n1   # answer with one GDN layer's S zeroed
+    .venv/bin/python -m benchmarks.probes order models/facts      # 2-hop accuracy by statement order
+    .venv/bin/python -m benchmarks.probes guesses runs/depo-h2-n1 --nodes 5-10  # what depo's 2-hop answers are
+
+`layers`: accuracy per question kind when each GDN layer's fast weights are zeroed at question
+time, the other layer's kept: which layer holds the context.
+`order`: accuracy on two-hop questions (facts `where does NAME 's friend live ?`, depo h = 2)
+split by whether the second fact is stated before the first (friend's city before the friendship,
+`b c` before `a b`), so that pass 1 can read it while it writes the first, or after, so that only
+a later pass can.
+
+`guesses` (depo): what the h = 2 answers are, by graph size M: right, a, succ(a), the node before
+a, or another node. Ruling out a and succ(a) alone is right 1/(M - 2) of the time.
+
+All run the training code's batches (export.train) on fresh examples (seeds 100..), N = 1, 2, 4.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from edgesleep.config import Config, ModelArgs
+from edgesleep.tasks import Example, get_task, kind_order
+from edgesleep.tokenizer import Tokenizer
+from export.model import Model
+from export.train import answer_logits, consolidate, load_checkpoint, make_batch, parse_params
+
+PASSES = (1, 2, 4)
+PARAMS = {"depo": {"hops": [1, 2]}}  # the kinds these probes are about; other tasks: their eval params
+
+
+def load(folder: Path) -> tuple[Model, Tokenizer, Config]:
+    """A model directory, or a training run's folder (its checkpoint)."""
+    if (folder / "ckpt.safetensors").exists():
+        run = json.loads((folder / "args.json").read_text())
+        args = ModelArgs.from_dict(run["model"])
+        model = Model(args)
+        load_checkpoint(folder / "ckpt.safetensors", model)
+        task = get_task(run["task"])
+        config = Config(args, {"name": run["task"], **{k: v for k, v in parse_params(run["param"]).items()
+                                                        if k in task.CONFIG_KEYS}}, [])
+        return model.eval(), Tokenizer.from_words(task.VOCAB, args.window_token is not None), config
+    config = Config.load(folder)
+    model = Model(config.args)
+    model.load_state_dict(load_file(str(folder / "weights.safetensors")))
+    return model.eval(), Tokenizer.from_file(folder / "tokenizer.json"), config
+
+
+def batches(config: Config, tok: Tokenizer, count: int, params: dict, size: int = 64):
+    """(examples, batch) pairs: the batch built from exactly these examples."""
+    task = get_task(config.task["name"])
+    for seed in range(100, 100 + count):
+        rng = np.random.default_rng(seed)
+        examples = [task.sample(rng, **params) for _ in range(size)]
+        it = iter(examples)
+        yield examples, make_batch(SimpleNamespace(sample=lambda _rng, **_: next(it)), tok, rng, size,
+                                   config.args.window, {})
+
+
+def accuracy(model: Model, batch: dict, S: list[torch.Tensor]) -> list[bool]:
+    return (answer_logits(model, batch, S).argmax(-1) == batch["answers"]).tolist()
+
+
+def tally(rows: dict, row: tuple, oks: list[bool], columns: list[str | None]) -> None:
+    """Count right answers into rows[row][column]; questions whose column is None are skipped."""
+    for column, ok in zip(columns, oks):
+        if column is not None:
+            r = rows.setdefault(row, {}).setdefault(column, [0, 0])
+            r[0] += ok
+            r[1] += 1
+
+
+def table(rows: dict, first: list[str]) -> str:
+    """A markdown table: one line per row key, one column per answer kind (accuracy, count)."""
+    columns = sorted({c for r in rows.values() for c in r}, key=kind_order)
+    lines = ["| " + " | ".join(first + columns) + " |", "|" + "---|" * (len(first) + len(columns))]
+    for key, r in rows.items():
+        cells = [f"{r[c][0] / r[c][1]:.3f} ({r[c][1]})" if c in r else "" for c in columns]
+        lines.append("| " + " | ".join([*map(str, key), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def layers(model: Model, tok: Tokenizer, config: Config, count: int, params: dict) -> dict:
+    rows = {}
+    gdn = config.args.gdn_layers
+    with torch.no_grad():
+        for _, batch in batches(config, tok, count, params):
+            for n in PASSES:
+                S = consolidate(model, batch, n)
+                for keep, name in [(set(gdn), "all")] + [({i}, f"only layer {i}") for i in gdn]:
+                    kept = [s if i in keep else torch.zeros_like(s) for i, s in zip(gdn, S)]
+                    tally(rows, (n, name), accuracy(model, batch, kept), batch["kinds"])
+    return rows
+
+
+def second_fact_first(example: Example, question: str) -> bool | None:
+    """For a two-hop question: is the second fact stated before the first? None otherwise."""
+    text, q = example.context, question.split()
+    if q[0] == "k2":  # depo: `a b` is the first fact, `b c` the second
+        src = text.split()[0::2]
+        b = text.split()[1::2][src.index(q[1])]
+        return src.index(b) < src.index(q[1])
+    if question.endswith("'s friend live ?"):  # facts: the friendship, then the friend's latest city
+        friendship = re.search(rf"\b{q[2]} is friends with (\w+) \.", text)
+        city = max(m.start() for m in re.finditer(rf"\b{friendship.group(1)} (lives in|moved to) ", text))
+        return city < friendship.start()
+    return None
+
+
+def order(model: Model, tok: Tokenizer, config: Config, count: int, params: dict) -> dict:
+    rows = {}
+    with torch.no_grad():
+        for examples, batch in batches(config, tok, count, params):
+            first = [second_fact_first(e, q.text) for e in examples for q in e.questions]
+            labels = [None if f is None else ("second fact stated first" if f else "second fact stated after")
+                      for f in first]
+            for n in PASSES:
+                tally(rows, (n,), accuracy(model, batch, consolidate(model, batch, n)), labels)
+    return rows
+
+
+def guesses(model: Model, tok: Tokenizer, config: Config, count: int, params: dict) -> dict:
+    """depo, h = 2, by graph size M: how often the answer is right, or a, b = succ(a) or the node
+    before a, or another node. A model that has only learned to rule out a and b is right
+    1/(M - 2) of the time; above that, it composes."""
+    rows = {}
+    with torch.no_grad():
+        for examples, batch in batches(config, tok, count, params):
+            for n in PASSES:
+                guess = answer_logits(model, batch, consolidate(model, batch, n)).argmax(-1).tolist()
+                labels = []
+                for e in examples:
+                    words = e.context.split()
+                    succ = dict(zip(words[0::2], words[1::2]))
+                    before = {b: a for a, b in succ.items()}
+                    for q in e.questions:
+                        a, g = q.text.split()[1], tok.decode([guess[len(labels)]])
+                        labels.append((len(succ), "right" if g == q.answer else "a" if g == a else "succ(a)"
+                                       if g == succ[a] else "pred(a)" if g == before[a] else "other"))
+                for (m, label) in labels:
+                    r = rows.setdefault((n, m, f"{1 / (m - 2):.3f}"), {})
+                    r[label] = r.get(label, 0) + 1
+    return {k: {c: [v, sum(r.values())] for c, v in r.items()} for k, r in sorted(rows.items())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("probe", choices=["layers", "order", "guesses"])
+    ap.add_argument("model", type=Path, help="a model directory, or a training run's folder")
+    ap.add_argument("--batches", type=int, default=4, help="batches of 64 examples")
+    ap.add_argument("--nodes", help="depo: the graph sizes M, e.g. 5-10 (default: the task's 8-24)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, tok, config = load(args.model)
+    name = config.task["name"]
+    if args.probe != "layers" and name not in ("facts", "depo") or args.probe == "guesses" and name != "depo":
+        ap.error(f"{args.probe}: not a probe for {name} (order: facts, depo; guesses: depo)")
+    params = dict(PARAMS.get(name) or get_task(name).eval_params(config.task))
+    if args.nodes:
+        params["nodes"] = parse_params([f"nodes={args.nodes}"])["nodes"]
+    if args.probe == "guesses":
+        params["hops"] = [2]
+    rows = {"layers": layers, "order": order, "guesses": guesses}[args.probe](model, tok, config, args.batches, params)
+    what = "share of h = 2 answers" if args.probe == "guesses" else "accuracy"
+    print(f"{args.model}: {what} (questions), {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
+    print(table(rows, {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", "1/(M-2)"]}[args.probe]))
+
+
+if __name__ == "__main__":
+    main()
