@@ -5,15 +5,16 @@ same run, so that a loaded or slower machine shifts both sides alike.
    the same width and depth whose KV cache keeps everything (export/baseline.py); feed speed.
 2. depth: answer latency vs the N passes the memory was consolidated with (target: N=8 within
    10% of N=1).
-3. sleep cost: CPU seconds per consolidated token per pass, joules (RAPL), deep-sleep tokens/s,
-   the cost of replaying a day of journal.
+3. sleep cost: CPU seconds per consolidated token per pass, and per pass at other window lengths
+   L, joules (RAPL), deep-sleep tokens/s, the cost of replaying a day of journal.
 4. footprint: process RSS and memory-folder size while feeding (target: growth < 5 MB).
 5. backends: onnxruntime session settings, I/O binding, llama.cpp (GGUF) where it loads.
 6. limit: FLOPs per wake token and sleep pass against numpy's matmul speed, and where the wake
    time goes (Python, onnxruntime's per-node overhead, kernels).
 
 Runtime side: numpy and onnxruntime only. The baseline graph is looked up prebuilt in
-benchmarks/baseline/ and exported on the fly only where torch and export/ are importable.
+benchmarks/baseline/ and exported on the fly only where torch and export/ are importable; the
+sleep graphs at other window lengths are exported on the fly there too, else skipped.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgesleep.backends import load_backend
+from edgesleep.backends.onnx import OnnxSleep
 from edgesleep.config import Config, ModelArgs
 from edgesleep.progress import Progress
 from edgesleep.runtime import Runtime
@@ -57,12 +59,13 @@ class Plan:
     sleep_every: int  # a deep sleep after this many tokens fed
     depth_tokens: int  # fed before each depth's deep sleep
     repeats: int  # timed answers per history point
+    windows: tuple[int, ...]  # window lengths L at which a sleep pass is timed (section 3)
     depth_rounds: int  # timed answers per depth (cheap: many, as the depths differ by noise only)
     steps: int  # wake steps per backend setting
 
 
-FULL = Plan((256, 1024, 4096, 16384, 65536), 100_000, DAY, 1024, 20, 100, 640)
-QUICK = Plan((256, 1024, 4096), 4096, 1024, 256, 3, 5, 64)
+FULL = Plan((256, 1024, 4096, 16384, 65536), 100_000, DAY, 1024, 20, (16, 32, 64, 128), 100, 640)
+QUICK = Plan((256, 1024, 4096), 4096, 1024, 256, 3, (16, 32), 5, 64)
 
 
 # -- measuring -------------------------------------------------------------------------------
@@ -380,6 +383,28 @@ def pass_costs(backend, args: ModelArgs, repeats: int) -> dict:
             "sleep_pass_cpu_s_per_token": (time.process_time() - cpu) / (repeats * L)}
 
 
+def pass_costs_by_window(args: ModelArgs, windows: tuple[int, ...], repeats: int) -> list[dict] | str:
+    """A sleep pass at other window lengths L, same dims: sleep graphs of a random model (its
+    cost does not depend on the weights), exported now where torch and export/ are importable.
+    Returns the rows, or why they were skipped."""
+    try:
+        import torch
+
+        from export.model import Model
+        from export.to_onnx import export_onnx
+    except ImportError as e:  # the runtime alone has no torch
+        return f"sleep pass vs L skipped: it exports graphs, which needs torch and export/ ({e})"
+    rows, bar = [], Progress("bench: sleep pass vs L", len(windows))
+    for i, L in enumerate(windows, 1):
+        a = ModelArgs.from_dict({**asdict(args), "window": L})
+        with tempfile.TemporaryDirectory(prefix="edgesleep-window-") as folder:
+            torch.manual_seed(0)
+            export_onnx(Model(a), Path(folder))
+            rows.append(pass_costs(OnnxSleep(Path(folder), Config(a, {}, [])), a, repeats))
+        bar(i)
+    return rows
+
+
 def sleep_cost(depth: dict, pieces: dict, wake_cpu_ms: float, footprint: dict) -> dict:
     """Per-token-per-pass CPU as measured and as the pieces predict, and a day of journal."""
     wake_cpu = wake_cpu_ms / 1e3
@@ -606,6 +631,9 @@ def run_bench(model: str | Path = "facts", quick: bool = False, name: str | None
                                      "not depend on them", "kv_cache": "dynamic length T, caller-owned buffer, "
                                      "read once per step (export/baseline.py)"}
     depth = depth_and_cost(model_dir, plan, texts(task, seed=2), question)
+    by_window = pass_costs_by_window(config.args, plan.windows, plan.repeats)
+    if isinstance(by_window, str):
+        warnings.append(by_window)
     be = backends(model_dir, config, plan)
     result = {
         "name": name or (Path(model_dir).name + ("-quick" if quick else "")), "model": str(model_dir),
@@ -614,7 +642,8 @@ def run_bench(model: str | Path = "facts", quick: bool = False, name: str | None
                     "cpus": os.cpu_count(), "onnxruntime": ort.__version__, "numpy": np.__version__,
                     "onnxruntime_threads": 1},
         "history": history, "depth": depth["depth"],
-        "sleep_cost": sleep_cost(depth, pieces, be["wake"][0]["cpu_ms_per_step"], footprint),
+        "sleep_cost": {**sleep_cost(depth, pieces, be["wake"][0]["cpu_ms_per_step"], footprint),
+                       "by_window": by_window if isinstance(by_window, list) else []},
         "footprint": footprint, "backends": be,
         "limit": limit(config, model_dir, be, pieces, history, plan.steps),
         "warnings": warnings,
@@ -714,6 +743,9 @@ def table(r: dict) -> str:
     lines.append(f"  one sleep pass: {s['sleep_pass_cpu_s_per_token']:.2e} CPU s per token; a wake step: "
                  f"{s['wake_cpu_s_per_token']:.2e}, {s['wake_cpu_s_per_token'] / s['sleep_pass_cpu_s_per_token']:.1f}x a "
                  f"pass per token (why deep sleep does not replay through the wake graph)")
+    if s["by_window"]:
+        lines.append("  one sleep pass by window length (same dims, random weights): " + ", ".join(
+            f"L={w['window']} {w['sleep_pass_cpu_s_per_token']:.2e}" for w in s["by_window"]) + " CPU s per token")
     if s["day"]["measured"]:
         m = s["day"]["measured"]
         lines.append(f"  measured: {len(m)} deep sleeps of a day ({min(x['tokens'] for x in m)}-"

@@ -71,6 +71,10 @@ def test_depth_and_sleep_cost(bench):
     assert all(positive(p["predicted_cpu_s_per_token"]) for p in deep)
     assert positive(s["sleep_pass_cpu_s_per_token"]) and positive(s["wake_cpu_s_per_token"])
     assert (s["rapl"] == "readable") == all(p["joules"] is not None for p in s["per_passes"])
+    # a sleep pass at other window lengths, from graphs exported for the same dims
+    assert [w["window"] for w in s["by_window"]] == [16, 32]
+    assert all(positive(w["sleep_pass_cpu_s_per_token"]) and positive(w["sleep_pass_ms"]) for w in s["by_window"])
+    assert "by window length" in table(r)
 
 
 def test_footprint(bench):
