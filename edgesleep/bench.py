@@ -44,7 +44,8 @@ from edgesleep.scheduler import RAPL, energy_joules
 from edgesleep.state import FastWeights, Window
 from edgesleep.tasks import get_task
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+REPOSITORY = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPOSITORY / "benchmarks"
 DAY = 20_000  # tokens fed in a day: a busy day of notes, chat and documents for a personal memory
 PASSES = (1, 2, 4, 8)
 DEEP_PASSES = 4  # the daemon's default depth
@@ -160,12 +161,20 @@ def baseline_name(args: ModelArgs) -> str:
             f"-f{args.ffn_dim}-v{args.vocab_size}.onnx")
 
 
+def export_side() -> None:
+    """Make the repository's export/ (training and export, torch) importable from a checkout,
+    also when edgesleep runs as an installed script, whose path does not hold the checkout."""
+    if (REPOSITORY / "export").is_dir() and str(REPOSITORY) not in sys.path:
+        sys.path.append(str(REPOSITORY))
+
+
 def baseline_graph(args: ModelArgs, folder: Path) -> tuple[Path | None, str]:
     """The baseline ONNX graph for these dims: prebuilt in `folder`, else exported there when
     torch and export/ are importable. (path or None, how it was found or why not)."""
     path = folder / baseline_name(args)
     if path.exists():
         return path, "prebuilt"
+    export_side()
     try:
         from export.baseline import export_baseline
     except ImportError as e:  # no torch, or not run from the repository
@@ -387,6 +396,7 @@ def pass_costs_by_window(args: ModelArgs, windows: tuple[int, ...], repeats: int
     """A sleep pass at other window lengths L, same dims: sleep graphs of a random model (its
     cost does not depend on the weights), exported now where torch and export/ are importable.
     Returns the rows, or why they were skipped."""
+    export_side()
     try:
         import torch
 
@@ -743,7 +753,7 @@ def table(r: dict) -> str:
     lines.append(f"  one sleep pass: {s['sleep_pass_cpu_s_per_token']:.2e} CPU s per token; a wake step: "
                  f"{s['wake_cpu_s_per_token']:.2e}, {s['wake_cpu_s_per_token'] / s['sleep_pass_cpu_s_per_token']:.1f}x a "
                  f"pass per token (why deep sleep does not replay through the wake graph)")
-    if s["by_window"]:
+    if s.get("by_window"):  # absent from results written before it was measured
         lines.append("  one sleep pass by window length (same dims, random weights): " + ", ".join(
             f"L={w['window']} {w['sleep_pass_cpu_s_per_token']:.2e}" for w in s["by_window"]) + " CPU s per token")
     if s["day"]["measured"]:
