@@ -19,7 +19,6 @@ All run the training code's batches (export.train) on fresh examples (seeds 100.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,11 +27,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from edgesleep.config import Config, ModelArgs
+from edgesleep.config import Config
 from edgesleep.tasks import Example, get_task, kind_order
 from edgesleep.tokenizer import Tokenizer
 from export.model import Model
-from export.train import answer_logits, consolidate, load_checkpoint, make_batch, parse_params
+from export.build import load_run, task_config
+from export.train import answer_logits, consolidate, make_batch, parse_params
 
 PASSES = (1, 2, 4)
 PARAMS = {"depo": {"hops": [1, 2]}}  # the kinds these probes are about; other tasks: their eval params
@@ -41,14 +41,10 @@ PARAMS = {"depo": {"hops": [1, 2]}}  # the kinds these probes are about; other t
 def load(folder: Path) -> tuple[Model, Tokenizer, Config]:
     """A model directory, or a training run's folder (its checkpoint)."""
     if (folder / "ckpt.safetensors").exists():
-        run = json.loads((folder / "args.json").read_text())
-        args = ModelArgs.from_dict(run["model"])
-        model = Model(args)
-        load_checkpoint(folder / "ckpt.safetensors", model)
-        task = get_task(run["task"])
-        config = Config(args, {"name": run["task"], **{k: v for k, v in parse_params(run["param"]).items()
-                                                        if k in task.CONFIG_KEYS}}, [])
-        return model.eval(), Tokenizer.from_words(task.VOCAB, args.window_token is not None), config
+        model, run, _ = load_run(folder)
+        config = Config(model.args, task_config(run["task"], run["param"]), [])
+        tok = Tokenizer.from_words(get_task(run["task"]).VOCAB, model.args.window_token is not None)
+        return model.eval(), tok, config
     config = Config.load(folder)
     model = Model(config.args)
     model.load_state_dict(load_file(str(folder / "weights.safetensors")))
@@ -135,19 +131,19 @@ def guesses(model: Model, tok: Tokenizer, config: Config, count: int, params: di
     rows = {}
     with torch.no_grad():
         for examples, batch in batches(config, tok, count, params):
+            asked = []  # per question: (M, {node: what it is}), read once for every N
+            for e in examples:
+                words = e.context.split()
+                succ = dict(zip(words[0::2], words[1::2]))
+                before = {b: a for a, b in succ.items()}
+                for q in e.questions:
+                    a = q.text.split()[1]
+                    asked.append((len(succ), {before[a]: "pred(a)", succ[a]: "succ(a)", a: "a", q.answer: "right"}))
             for n in PASSES:
                 guess = answer_logits(model, batch, consolidate(model, batch, n)).argmax(-1).tolist()
-                labels = []
-                for e in examples:
-                    words = e.context.split()
-                    succ = dict(zip(words[0::2], words[1::2]))
-                    before = {b: a for a, b in succ.items()}
-                    for q in e.questions:
-                        a, g = q.text.split()[1], tok.decode([guess[len(labels)]])
-                        labels.append((len(succ), "right" if g == q.answer else "a" if g == a else "succ(a)"
-                                       if g == succ[a] else "pred(a)" if g == before[a] else "other"))
-                for (m, label) in labels:
+                for (m, kinds), g in zip(asked, guess):
                     r = rows.setdefault((n, m, f"{1 / (m - 2):.3f}"), {})
+                    label = kinds.get(tok.decode([g]), "other")
                     r[label] = r.get(label, 0) + 1
     return {k: {c: [v, sum(r.values())] for c, v in r.items()} for k, r in sorted(rows.items())}
 

@@ -24,11 +24,23 @@ from export.to_onnx import export_onnx
 from export.train import load_checkpoint, parse_params, parse_passes
 
 
-def build(run: Path, out: Path, eval_examples: int = 200, eval_passes: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
+def load_run(run: Path) -> tuple[Model, dict, dict]:
+    """A training run's model at its checkpoint, its args.json, and the checkpoint's meta."""
     run_args = json.loads((run / "args.json").read_text())
-    margs = ModelArgs.from_dict(run_args["model"])
-    model = Model(margs)
+    model = Model(ModelArgs.from_dict(run_args["model"]))
     meta = load_checkpoint(run / "ckpt.safetensors", model)
+    return model, run_args, meta
+
+
+def task_config(task: str, params: list[str]) -> dict:
+    """config.json's task: its name, the training ranges, and the parameters that define it."""
+    module, values = get_task(task), parse_params(params)
+    return {"name": task, **{k: list(v) for k, v in module.DEFAULTS.items()},
+            **{k: values[k] for k in module.CONFIG_KEYS if k in values}}
+
+
+def build(run: Path, out: Path, eval_examples: int = 200, eval_passes: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
+    model, run_args, meta = load_run(run)
     lo, hi = parse_passes(run_args["passes"])
     stages = lineage(run, meta["step"])
     train = {"command": stages[-1]["command"], "seed": meta["seed"], "steps": meta["step"],
@@ -92,9 +104,7 @@ def write_model_dir(model: Model, out: Path, task: str, passes: list[int], train
     out.mkdir(parents=True)
     module = get_task(task)
     Tokenizer.from_words(module.VOCAB, model.args.window_token is not None).save(out / "tokenizer.json")
-    params = parse_params(train.get("params", []))
-    config = Config(model.args, {"name": task, **{k: list(v) for k, v in module.DEFAULTS.items()},
-                                 **{k: params[k] for k in module.CONFIG_KEYS if k in params}}, passes, train)
+    config = Config(model.args, task_config(task, train.get("params", [])), passes, train)
     (out / "config.json").write_text(config.to_json())
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "weights.safetensors"))
     export_onnx(model, out)
