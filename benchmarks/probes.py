@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.probes layers models/depo-n1   # answer with one GDN layer's S zeroed
     .venv/bin/python -m benchmarks.probes order models/facts      # 2-hop accuracy by statement order
     .venv/bin/python -m benchmarks.probes guesses runs/depo-h2-n1 --nodes 5-10  # what depo's 2-hop answers are
+    .venv/bin/python -m benchmarks.probes steps runs/r110-t8-tied   # rule110 at every t up to the model's
 
 `layers`: accuracy per question kind when each GDN layer's fast weights are zeroed at question
 time, the other layer's kept: which layer holds the context.
@@ -14,7 +15,11 @@ a later pass can.
 `guesses` (depo): what the h = 2 answers are, by graph size M: right, a, succ(a), the node before
 a, or another node. Ruling out a and succ(a) alone is right 1/(M - 2) of the time.
 
-All run the training code's batches (export.train) on fresh examples (seeds 100..), N = 1, 2, 4.
+`steps` (rule110): accuracy per cell at every t from 1 to the model's, for N = 1 to 4, beside the
+majority class: do later passes compute later steps of the automaton (notebook entry 14)?
+
+All run the training code's batches (export.train) on fresh examples (seeds 100..), N = 1, 2, 4
+(`steps`: 1 to 4).
 """
 from __future__ import annotations
 
@@ -148,9 +153,23 @@ def guesses(model: Model, tok: Tokenizer, config: Config, count: int, params: di
     return {k: {c: [v, sum(r.values())] for c, v in r.items()} for k, r in sorted(rows.items())}
 
 
+def steps(model: Model, tok: Tokenizer, config: Config, count: int, params: dict) -> dict:
+    rows = {("majority class",): {}}
+    with torch.no_grad():
+        for t in range(1, params["steps"] + 1):
+            ones = total = 0
+            for _, batch in batches(config, tok, count, {"steps": t}):
+                for n in range(1, 5):
+                    tally(rows, (n,), accuracy(model, batch, consolidate(model, batch, n)), batch["kinds"])
+                ones += int((batch["answers"] == tok.vocab["1"]).sum())
+                total += len(batch["answers"])
+            rows[("majority class",)][f"t={t}"] = [max(ones, total - ones), total]
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("probe", choices=["layers", "order", "guesses"])
+    ap.add_argument("probe", choices=["layers", "order", "guesses", "steps"])
     ap.add_argument("model", type=Path, help="a model directory, or a training run's folder")
     ap.add_argument("--batches", type=int, default=4, help="batches of 64 examples")
     ap.add_argument("--nodes", help="depo: the graph sizes M, e.g. 5-10 (default: the task's 8-24)")
@@ -159,17 +178,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, tok, config = load(args.model)
     name = config.task["name"]
-    if args.probe != "layers" and name not in ("facts", "depo") or args.probe == "guesses" and name != "depo":
-        ap.error(f"{args.probe}: not a probe for {name} (order: facts, depo; guesses: depo)")
+    fits = {"layers": ("facts", "depo", "rule110"), "order": ("facts", "depo"), "guesses": ("depo",), "steps": ("rule110",)}
+    if name not in fits[args.probe]:
+        ap.error(f"{args.probe}: not a probe for {name} (only {', '.join(fits[args.probe])})")
     params = dict(PARAMS.get(name) or get_task(name).eval_params(config.task))
     if args.nodes:
         params["nodes"] = parse_params([f"nodes={args.nodes}"])["nodes"]
     if args.probe == "guesses":
         params["hops"] = [2]
-    rows = {"layers": layers, "order": order, "guesses": guesses}[args.probe](model, tok, config, args.batches, params)
+    probe = {"layers": layers, "order": order, "guesses": guesses, "steps": steps}[args.probe]
+    rows = probe(model, tok, config, args.batches, params)
     what = "share of h = 2 answers" if args.probe == "guesses" else "accuracy"
     print(f"{args.model}: {what} (questions), {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
-    print(table(rows, {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", "1/(M-2)"]}[args.probe]))
+    first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", "1/(M-2)"], "steps": ["N"]}
+    print(table(rows, first[args.probe]))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -55,9 +56,9 @@ def batch_params(params: dict, rng: np.random.Generator) -> dict:
 
 def make_batch(task, tok: Tokenizer, rng: np.random.Generator, batch: int, L: int, params: dict):
     """Tensors for one batch: context windows (B, W, L) with a mask, questions (B*Q, T), the
-    index of each question's last token, and the answer ids. With a window token (`<w>`) in the
-    vocabulary it opens every window, which then holds L - 1 tokens of text, and every question
-    (asked from a fresh window), as the runtime does."""
+    index of each question's last token, the answer ids, and the parameters drawn for it. With
+    a window token (`<w>`) in the vocabulary it opens every window, which then holds L - 1 tokens
+    of text, and every question (asked from a fresh window), as the runtime does."""
     examples = [task.sample(rng, **params) for _ in range(batch)]
     ctx = [tok.encode(e.context) for e in examples]
     opener = tok.window_id
@@ -80,6 +81,7 @@ def make_batch(task, tok: Tokenizer, rng: np.random.Generator, batch: int, L: in
         "answers": torch.tensor([tok.vocab[q.answer] for e in examples for q in e.questions]),
         "per_example": len(examples[0].questions),
         "kinds": [q.kind for e in examples for q in e.questions],
+        "params": params,
     }
 
 
@@ -278,9 +280,14 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
                     help="open every window with a <w> token, an anchor for absolute position (notebook entry 9)")
     ap.add_argument("--drop-state", type=float, default=0.0,
                     help="fast-weight dropout: the share of examples that answer with one GDN layer's S zeroed")
+    ap.add_argument("--steps-per-pass", type=int, default=0,
+                    help="rule110 curriculum: each batch draws one N from --passes and asks about t = K*N, so "
+                         "that every pass must add K steps (notebook entry 14); held-out keeps --param steps")
     args = ap.parse_args(argv)
     if args.reinit_embed and not args.init:
         ap.error("--reinit-embed redraws rows of a warm start: it needs --init")
+    if args.steps_per_pass and args.task != "rule110":
+        ap.error("--steps-per-pass ties rule110's t to N; the task is " + args.task)
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
@@ -316,14 +323,19 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
     lo, hi = parse_passes(args.passes)
     params = {**task.DEFAULTS, **parse_params(args.param)}
     held = held_out(task, tok, params, args, device)
+    train_task, train_params = task, params
+    if args.steps_per_pass:  # N becomes a batch parameter, and t follows it
+        train_task = SimpleNamespace(sample=lambda rng, passes: task.sample(rng, steps=args.steps_per_pass * passes[0]))
+        train_params = {"passes": (lo, hi)}
 
     def loss_fn(batch: dict, rng: np.random.Generator) -> torch.Tensor:
-        S = consolidate(model, batch, lambda: int(rng.integers(lo, hi + 1)))
+        passes = batch["params"]["passes"][0] if args.steps_per_pass else None
+        S = consolidate(model, batch, passes or (lambda: int(rng.integers(lo, hi + 1))))
         if args.drop_state:
             S = drop_state(S, args.drop_state, rng)
         return F.cross_entropy(answer_logits(model, batch, S), batch["answers"])
 
-    fit(model, opt, args, task, tok, params, loss_fn, lambda: evaluate(model, held, sorted({1, 2, 4, hi})),
+    fit(model, opt, args, train_task, tok, train_params, loss_fn, lambda: evaluate(model, held, sorted({1, 2, 4, hi})),
         step, elapsed, {"passes": args.passes, "init_step": init_step})
 
 

@@ -20,3 +20,19 @@ def test_facts_friend_city_counts_the_latest_move():
     assert second_fact_first(Example(stated, []), q) is True
     assert second_fact_first(Example(stated + " bob moved to oslo .", []), q) is False
     assert second_fact_first(Example(stated, []), "who is alice 's friend ?") is None
+
+
+def test_steps_probe_reads_every_t_up_to_the_models():
+    """The shipped rule110 (t = 4) through the `steps` probe: a row per N and the majority class,
+    a column per t, and at its own t the model beats the majority class."""
+    from pathlib import Path
+
+    from benchmarks.probes import load, steps
+
+    model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
+    rows = steps(model, tok, config, 1, {"steps": 4})
+    assert list(rows) == [("majority class",), (1,), (2,), (3,), (4,)]
+    assert all(set(r) == {"t=1", "t=2", "t=3", "t=4"} and all(n == 256 for _, n in r.values()) for r in rows.values())
+    right, n = rows[(4,)]["t=4"]
+    majority, _ = rows[("majority class",)]["t=4"]
+    assert 0.5 <= majority / n < 0.7 and right / n > 0.9

@@ -137,3 +137,29 @@ def test_drop_state_zeroes_at_most_one_layer_per_example():
     assert 0.4 < zeroed.any(0).float().mean() < 0.6
     assert zeroed[0].sum() > 50 and zeroed[1].sum() > 50  # both layers get dropped
     assert all(torch.equal(o, s) for o, s in zip(drop_state(S, 0.0, np.random.default_rng(0)), S))
+
+
+def test_steps_per_pass_asks_each_batch_about_k_times_its_n(tmp_path, monkeypatch):
+    """--steps-per-pass K: every training batch is consolidated with one N and asks about t = K*N;
+    the held-out set keeps the task's t."""
+    import export.train as train
+    from edgesleep.tasks import rule110
+
+    calls, sample, consolidate = [], rule110.sample, train.consolidate
+    monkeypatch.setattr(rule110, "sample", lambda rng, steps: calls.append(("t", steps)) or sample(rng, steps))
+    monkeypatch.setattr(train, "consolidate", lambda m, b, n: calls.append(("N", n)) or consolidate(m, b, n))
+    main(["--task", "rule110", "--param", "steps=6", "--steps-per-pass", "2", "--passes", "1-3", "--out", str(tmp_path),
+          "--steps", "6", "--batch", "4", "--d-model", "32", "--window", "24", "--eval-every", "1000",
+          "--eval-examples", "4", "--threads", "1"])
+    assert calls[:4] == [("t", 6)] * 4  # held out
+    steps = [calls[i: i + 5] for i in range(4, 4 + 6 * 5, 5)]  # 4 samples, then consolidation, per step
+    for step in steps:
+        (_, n), ts = step[-1], {t for _, t in step[:-1]}
+        assert isinstance(n, int) and ts == {2 * n}, step
+    assert len({s[-1][1] for s in steps}) > 1  # N is drawn, not fixed
+    assert [n for _, n in calls[4 + 6 * 5:]] == [1, 2, 3, 4]  # the final eval: fixed N, held-out t
+
+
+def test_steps_per_pass_is_for_rule110(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--task", "facts", "--steps-per-pass", "2", "--out", str(tmp_path)])
