@@ -154,6 +154,7 @@ def guesses(model: Model, tok: Tokenizer, config: Config, count: int, params: di
 
 
 def steps(model: Model, tok: Tokenizer, config: Config, count: int, params: dict) -> dict:
+    """rule110: accuracy for N = 1..4 at every t up to params["steps"], and the majority class."""
     rows = {("majority class",): {}}
     with torch.no_grad():
         for t in range(1, params["steps"] + 1):

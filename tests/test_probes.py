@@ -1,4 +1,4 @@
-"""benchmarks/probes.py's split of two-hop questions by statement order."""
+"""benchmarks/probes.py: the split of two-hop questions by statement order, and the rule110 steps probe."""
 import pytest
 
 pytest.importorskip("torch")
