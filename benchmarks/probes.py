@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.probes order models/facts      # 2-hop accuracy by statement order
     .venv/bin/python -m benchmarks.probes guesses runs/depo-h2-n1 --nodes 5-10  # what depo's 2-hop answers are
     .venv/bin/python -m benchmarks.probes steps runs/r110-t8-tied   # rule110 at every t up to the model's
+    .venv/bin/python -m benchmarks.probes steps RUN --t 3,6,9,12,15,18 --n-max 6   # and beyond it
 
 `layers`: accuracy per question kind when each GDN layer's fast weights are zeroed at question
 time, the other layer's kept: which layer holds the context.
@@ -15,8 +16,9 @@ a later pass can.
 `guesses` (depo): what the h = 2 answers are, by graph size M: right, a, succ(a), the node before
 a, or another node. Ruling out a and succ(a) alone is right 1/(M - 2) of the time.
 
-`steps` (rule110): accuracy per cell at every t from 1 to the model's, for N = 1 to 4, beside the
-majority class: do later passes compute later steps of the automaton (notebook entry 14)?
+`steps` (rule110): accuracy per cell at every t from 1 to the model's (or at --t), for N = 1 to 4
+(or --n-max), beside the majority class: do later passes compute later steps of the automaton
+(notebook entry 14), and do passes past the trained ones go on (entry 16)?
 
 All run the training code's batches (export.train) on fresh examples (seeds 100..), N = 1, 2, 4
 (`steps`: 1 to 4).
@@ -153,14 +155,16 @@ def guesses(model: Model, tok: Tokenizer, config: Config, count: int, params: di
     return {k: {c: [v, sum(r.values())] for c, v in r.items()} for k, r in sorted(rows.items())}
 
 
-def steps(model: Model, tok: Tokenizer, config: Config, count: int, params: dict) -> dict:
-    """rule110: accuracy for N = 1..4 at every t up to params["steps"], and the majority class."""
+def steps(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
+          ts: list[int] | None = None, n_max: int = 4) -> dict:
+    """rule110: accuracy for N = 1..n_max at each t of `ts` (every t up to params["steps"] by
+    default), and the majority class."""
     rows = {("majority class",): {}}
     with torch.no_grad():
-        for t in range(1, params["steps"] + 1):
+        for t in ts or range(1, params["steps"] + 1):
             ones = total = 0
             for _, batch in batches(config, tok, count, {"steps": t}):
-                for n in range(1, 5):
+                for n in range(1, n_max + 1):
                     tally(rows, (n,), accuracy(model, batch, consolidate(model, batch, n)), batch["kinds"])
                 ones += int((batch["answers"] == tok.vocab["1"]).sum())
                 total += len(batch["answers"])
@@ -174,6 +178,8 @@ def main() -> None:
     ap.add_argument("model", type=Path, help="a model directory, or a training run's folder")
     ap.add_argument("--batches", type=int, default=4, help="batches of 64 examples")
     ap.add_argument("--nodes", help="depo: the graph sizes M, e.g. 5-10 (default: the task's 8-24)")
+    ap.add_argument("--t", help="steps: the t to ask about, e.g. 3,6,9,12,15 (default: 1 to the model's)")
+    ap.add_argument("--n-max", type=int, default=4, help="steps: passes from 1 to this")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -188,7 +194,8 @@ def main() -> None:
     if args.probe == "guesses":
         params["hops"] = [2]
     probe = {"layers": layers, "order": order, "guesses": guesses, "steps": steps}[args.probe]
-    rows = probe(model, tok, config, args.batches, params)
+    extra = {"ts": [int(t) for t in args.t.split(",")] if args.t else None, "n_max": args.n_max}
+    rows = probe(model, tok, config, args.batches, params, **(extra if args.probe == "steps" else {}))
     what = "share of h = 2 answers" if args.probe == "guesses" else "accuracy"
     print(f"{args.model}: {what} (questions), {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
     first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", "1/(M-2)"], "steps": ["N"]}

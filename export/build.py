@@ -79,6 +79,9 @@ def lineage(run: Path, upto: int | None = None) -> list[dict]:
     stages, seen = [], set()
     while run is not None and run.resolve() not in seen:
         seen.add(run.resolve())
+        if not (run / "args.json").exists() and (run / "config.json").exists():  # a shipped model's stages
+            stages.extend(reversed(json.loads((run / "config.json").read_text())["train"].get("stages", [])))
+            break
         if not (run / "args.json").exists():
             stages.append({"run": run.name, "missing": True, "command": "", "device": "?", "passes": "?",
                            "batch": "?", "seed": "?", "steps": upto or 0, "wall_s": 0})

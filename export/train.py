@@ -173,6 +173,17 @@ def load_checkpoint(path: Path, model: Model, opt: torch.optim.Optimizer | None 
     return meta
 
 
+def warm_start(folder: Path, model: Model) -> int:
+    """--init: the weights of a run folder (its checkpoint) or of a shipped model folder. Returns
+    the step they were saved at."""
+    if (folder / "ckpt.safetensors").exists():
+        return load_checkpoint(folder / "ckpt.safetensors", model)["step"]
+    if (folder / "weights.safetensors").exists():
+        model.load_state_dict(load_file(str(folder / "weights.safetensors")))
+        return json.loads((folder / "config.json").read_text())["train"]["steps"]
+    raise SystemExit(f"--init {folder}: no ckpt.safetensors (a run) or weights.safetensors (a model) there")
+
+
 @torch.no_grad()
 def redraw_rows(weight: torch.Tensor, rows: list[int], near: list[int] | None = None) -> None:
     """Give `rows` random directions at the other rows' mean norm. Tied embeddings can collapse a
@@ -269,7 +280,7 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_args(ap, steps=4000, eval_every=500, threads=2)
     ap.add_argument("--passes", default="1", help="N, or a range like 1-4 sampled per window")
-    ap.add_argument("--init", type=Path, help="warm start: a run folder whose weights to start from")
+    ap.add_argument("--init", type=Path, help="warm start: a run folder or a model folder whose weights to start from")
     ap.add_argument("--reinit-near", default="",
                     help="with --reinit-embed: comma-separated words around whose rows to draw the new ones")
     ap.add_argument("--reinit-embed", default="",
@@ -283,11 +294,16 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
     ap.add_argument("--steps-per-pass", type=int, default=0,
                     help="rule110 curriculum: each batch draws one N from --passes and asks about t = K*N, so "
                          "that every pass must add K steps (notebook entry 14); held-out keeps --param steps")
+    ap.add_argument("--one-pass", action="store_true",
+                    help="with --steps-per-pass: the same questions (t = K*m, m drawn from --passes) but one pass "
+                         "per window, the control that tells the curriculum's effect from the passes' (entry 16)")
     args = ap.parse_args(argv)
     if args.reinit_embed and not args.init:
         ap.error("--reinit-embed redraws rows of a warm start: it needs --init")
     if args.steps_per_pass and args.task != "rule110":
         ap.error("--steps-per-pass ties rule110's t to N; the task is " + args.task)
+    if args.one_pass and not args.steps_per_pass:
+        ap.error("--one-pass is the control of the --steps-per-pass curriculum: it needs --steps-per-pass")
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
@@ -307,7 +323,7 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
         step, elapsed, init_step = meta["step"], meta["elapsed"], meta.get("init_step")
         print(f"resuming {ckpt} at step {step}")
     elif args.init:
-        init_step = load_checkpoint(args.init / "ckpt.safetensors", model)["step"]
+        init_step = warm_start(args.init, model)
         print(f"warm start from {args.init} at step {init_step}")
         if args.reinit_embed:
             words, near = args.reinit_embed.split(","), [w for w in args.reinit_near.split(",") if w]
@@ -329,7 +345,7 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
         train_params = {"passes": (lo, hi)}
 
     def loss_fn(batch: dict, rng: np.random.Generator) -> torch.Tensor:
-        passes = batch["params"]["passes"][0] if args.steps_per_pass else None
+        passes = (1 if args.one_pass else batch["params"]["passes"][0]) if args.steps_per_pass else None
         S = consolidate(model, batch, passes or (lambda: int(rng.integers(lo, hi + 1))))
         if args.drop_state:
             S = drop_state(S, args.drop_state, rng)

@@ -36,3 +36,14 @@ def test_steps_probe_reads_every_t_up_to_the_models():
     right, n = rows[(4,)]["t=4"]
     majority, _ = rows[("majority class",)]["t=4"]
     assert 0.5 <= majority / n < 0.7 and right / n > 0.9
+
+
+def test_steps_probe_asks_about_chosen_t_and_more_passes():
+    from pathlib import Path
+
+    from benchmarks.probes import load, steps
+
+    model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
+    rows = steps(model, tok, config, 1, {"steps": 4}, ts=[2, 6], n_max=5)
+    assert list(rows)[1:] == [(n,) for n in range(1, 6)]
+    assert all(set(r) == {"t=2", "t=6"} for r in rows.values())

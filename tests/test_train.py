@@ -5,6 +5,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from conftest import SHIPPED  # noqa: E402
 from export.train import main  # noqa: E402
 
 ARGS = ["--task", "facts", "--batch", "8", "--d-model", "32", "--window", "32", "--warmup", "5",
@@ -139,9 +140,10 @@ def test_drop_state_zeroes_at_most_one_layer_per_example():
     assert all(torch.equal(o, s) for o, s in zip(drop_state(S, 0.0, np.random.default_rng(0)), S))
 
 
-def test_steps_per_pass_asks_each_batch_about_k_times_its_n(tmp_path, monkeypatch):
+@pytest.mark.parametrize("one_pass", [False, True])
+def test_steps_per_pass_asks_each_batch_about_k_times_its_n(tmp_path, monkeypatch, one_pass):
     """--steps-per-pass K: every training batch is consolidated with one N and asks about t = K*N;
-    the held-out set keeps the task's t."""
+    the held-out set keeps the task's t. --one-pass asks the same questions after one pass."""
     import export.train as train
     from edgesleep.tasks import rule110
 
@@ -150,16 +152,34 @@ def test_steps_per_pass_asks_each_batch_about_k_times_its_n(tmp_path, monkeypatc
     monkeypatch.setattr(train, "consolidate", lambda m, b, n: calls.append(("N", n)) or consolidate(m, b, n))
     main(["--task", "rule110", "--param", "steps=6", "--steps-per-pass", "2", "--passes", "1-3", "--out", str(tmp_path),
           "--steps", "6", "--batch", "4", "--d-model", "32", "--window", "24", "--eval-every", "1000",
-          "--eval-examples", "4", "--threads", "1"])
+          "--eval-examples", "4", "--threads", "1"] + ["--one-pass"] * one_pass)
     assert calls[:4] == [("t", 6)] * 4  # held out
     steps = [calls[i: i + 5] for i in range(4, 4 + 6 * 5, 5)]  # 4 samples, then consolidation, per step
     for step in steps:
         (_, n), ts = step[-1], {t for _, t in step[:-1]}
-        assert isinstance(n, int) and ts == {2 * n}, step
-    assert len({s[-1][1] for s in steps}) > 1  # N is drawn, not fixed
+        assert isinstance(n, int) and len(ts) == 1 and (n == 1 if one_pass else ts == {2 * n}), step
+    assert len({s[0][1] for s in steps}) > 1  # t (and so N) is drawn, not fixed
     assert [n for _, n in calls[4 + 6 * 5:]] == [1, 2, 3, 4]  # the final eval: fixed N, held-out t
 
 
 def test_steps_per_pass_is_for_rule110(tmp_path):
     with pytest.raises(SystemExit):
         main(["--task", "facts", "--steps-per-pass", "2", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["--task", "rule110", "--one-pass", "--out", str(tmp_path)])
+
+
+def test_warm_start_from_a_shipped_model_keeps_its_lineage(tmp_path):
+    """--init takes a model folder: training starts from its weights (the first loss is the
+    shipped model's, far below chance), and a model built from the run lists the shipped stages."""
+    from export.build import lineage
+
+    shipped = SHIPPED / "rule110-n1"
+    main(["--task", "rule110", "--param", "steps=4", "--window", "24", "--init", str(shipped), "--out", str(tmp_path),
+          "--steps", "1", "--batch", "16", "--lr", "0", "--eval-every", "1000", "--eval-examples", "16",
+          "--threads", "1"])
+    first = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[0])
+    assert first["loss"] < 0.3 and first["eval"]["1"]["t=4"] > 0.85, first
+    stages = lineage(tmp_path)
+    shipped_stages = json.loads((shipped / "config.json").read_text())["train"]["stages"]
+    assert stages[:-1] == shipped_stages and stages[-1]["run"] == tmp_path.name
