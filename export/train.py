@@ -240,9 +240,12 @@ def fit(model: Model, opt: torch.optim.Optimizer, args: argparse.Namespace, task
     at the end, a checkpoint every 100 steps. `loss_fn(batch, rng)` gives the loss of a batch.
     Returns (step, elapsed, finished); not finished when --minutes ran out first."""
     device = next(model.parameters()).device
-    ckpt = args.out / "ckpt.safetensors"
+    ckpt, log_path = args.out / "ckpt.safetensors", args.out / "log.jsonl"
+    if log_path.exists():  # a run stopped after its last checkpoint logged steps that it now runs again
+        kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        log_path.write_text("".join(line + "\n" for line in kept))
     t_start, budget = time.time() - elapsed, args.budget_minutes * 60
-    with (args.out / "log.jsonl").open("a") as log:
+    with log_path.open("a") as log:
         while step < args.steps and (not budget or time.time() - t_start < budget):
             rng = np.random.default_rng([args.seed, step])  # data depends only on (seed, step): resumable
             progress = (time.time() - t_start) / budget if budget else step / args.steps
