@@ -1,12 +1,14 @@
 #!/bin/bash
-# One GPU lease (~9 min), 2026-11-27: benchmarks/sleep-depth.md entry 16, rule110 at t = 12.
+# One GPU lease (7.5 min of training), 2026-11-27: benchmarks/sleep-depth.md entry 16, rule110 at t = 12.
 # Eight runs share the GPU (MPS) for the same wall time, each from the shipped models/rule110-n1
 # (one pass, t = 4), held out at t = 12:
 #   n1   (seeds 31-33): one pass, asked about t = 12.
 #   tied (seeds 31-33): a batch consolidated with N passes (1-4) asks about t = 3N (entry 14, K = 3).
 #   curr (seeds 31-32): the tied runs' questions (t = 3, 6, 9, 12) after one pass: the curriculum
 #                       without the passes.
-# Stage 2 (a second lease, ~4.5 min, with runs/ holding stage 1's runs) branches each run again:
+# Stage 2 (a second lease, 3.5 min, with runs/ holding stage 1's runs) branches each run again.
+# The lease carries at most 64 MiB and models/ alone is 59 MB, so that call ran with models/
+# untracked for its duration (stage 2 does not read it) and runs/ carried:
 #   n1c:   one pass at t = 12, a fresh cosine.
 #   tied2: the tied questions of N = 1-2 only (t = 3, 6), where stage 1 stopped climbing.
 #   curr2: their one-pass control (t = 3, 6 after one pass).
