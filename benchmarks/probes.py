@@ -18,7 +18,7 @@ a, or another node. Ruling out a and succ(a) alone is right 1/(M - 2) of the tim
 
 `steps` (rule110): accuracy per cell at every t from 1 to the model's (or at --t), for N = 1 to 4
 (or --n-max), beside the majority class: do later passes compute later steps of the automaton
-(notebook entry 14), and do passes past the trained ones go on (entry 16)?
+(notebook entry 14), and do passes past the trained ones go on (entry 17)?
 
 All run the training code's batches (export.train) on fresh examples (seeds 100..), N = 1, 2, 4
 (`steps`: 1 to 4).

@@ -261,7 +261,8 @@ def fit(model: Model, opt: torch.optim.Optimizer, args: argparse.Namespace, task
             opt.step()
             step += 1
             rec = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "grad_norm": round(gnorm, 3),
-                   "s_per_step": round(time.time() - t0, 3), "elapsed": round(time.time() - t_start, 1)}
+                   "s_per_step": round(time.time() - t0, 3), "elapsed": round(time.time() - t_start, 1),
+                   **{k: meta[k] for k in ("level",) if k in meta}}  # --climb's frontier
             last = step == args.steps or bool(budget and time.time() - t_start >= budget)
             if step % args.eval_every == 0 or last:
                 rec["eval"] = eval_fn()
@@ -300,6 +301,10 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
     ap.add_argument("--one-pass", action="store_true",
                     help="with --steps-per-pass: the same questions (t = K*m, m drawn from --passes) but one pass "
                          "per window, the control that tells the curriculum's effect from the passes' (entry 16)")
+    ap.add_argument("--climb", type=float, default=0.0,
+                    help="with --steps-per-pass: a level curriculum. Batches draw N from the frontier level F and "
+                         "the one below it, F starting at the low end of --passes; F moves up one level when the "
+                         "running mean of its batches' loss falls under this value (notebook entry 17)")
     args = ap.parse_args(argv)
     if args.reinit_embed and not args.init:
         ap.error("--reinit-embed redraws rows of a warm start: it needs --init")
@@ -307,6 +312,8 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
         ap.error("--steps-per-pass ties rule110's t to N; the task is " + args.task)
     if args.one_pass and not args.steps_per_pass:
         ap.error("--one-pass is the control of the --steps-per-pass curriculum: it needs --steps-per-pass")
+    if args.climb and not args.steps_per_pass:
+        ap.error("--climb climbs the levels of the --steps-per-pass curriculum: it needs --steps-per-pass")
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
@@ -320,10 +327,10 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
     device = torch.device(args.device)
     model = Model(margs).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    step, elapsed, init_step = 0, 0.0, None
+    step, elapsed, init_step, resumed = 0, 0.0, None, {}
     if ckpt.exists():
-        meta = load_checkpoint(ckpt, model, opt)
-        step, elapsed, init_step = meta["step"], meta["elapsed"], meta.get("init_step")
+        resumed = load_checkpoint(ckpt, model, opt)
+        step, elapsed, init_step = resumed["step"], resumed["elapsed"], resumed.get("init_step")
         print(f"resuming {ckpt} at step {step}")
     elif args.init:
         init_step = warm_start(args.init, model)
@@ -346,16 +353,34 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
     if args.steps_per_pass:  # N becomes a batch parameter, and t follows it
         train_task = SimpleNamespace(sample=lambda rng, passes: task.sample(rng, steps=args.steps_per_pass * passes[0]))
         train_params = {"passes": (lo, hi)}
+    meta = {"passes": args.passes, "init_step": init_step}  # saved with every checkpoint
+    if args.climb:  # the frontier and its loss's running mean are saved too, so that a resumed run goes on
+        meta |= {"level": resumed.get("level", lo), "level_loss": resumed.get("level_loss")}
+        train_params["passes"] = (max(lo, meta["level"] - 1), meta["level"])
+
+    def climb(n: int, loss: float) -> None:
+        """--climb: a batch at the frontier updates the running mean of its loss; under the threshold,
+        the frontier moves up and the next batches draw N from it and the level below."""
+        if n != meta["level"]:
+            return
+        mean = loss if meta["level_loss"] is None else 0.9 * meta["level_loss"] + 0.1 * loss
+        meta["level_loss"] = mean
+        if mean < args.climb and meta["level"] < hi:
+            meta["level"], meta["level_loss"] = meta["level"] + 1, None
+            train_params["passes"] = (meta["level"] - 1, meta["level"])
 
     def loss_fn(batch: dict, rng: np.random.Generator) -> torch.Tensor:
         passes = (1 if args.one_pass else batch["params"]["passes"][0]) if args.steps_per_pass else None
         S = consolidate(model, batch, passes or (lambda: int(rng.integers(lo, hi + 1))))
         if args.drop_state:
             S = drop_state(S, args.drop_state, rng)
-        return F.cross_entropy(answer_logits(model, batch, S), batch["answers"])
+        loss = F.cross_entropy(answer_logits(model, batch, S), batch["answers"])
+        if args.climb:
+            climb(batch["params"]["passes"][0], loss.item())
+        return loss
 
     fit(model, opt, args, train_task, tok, train_params, loss_fn, lambda: evaluate(model, held, sorted({1, 2, 4, hi})),
-        step, elapsed, {"passes": args.passes, "init_step": init_step})
+        step, elapsed, meta)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The memory folder: persistence, crash safety, corruption, the lock, correction, the daemon."""
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,6 +196,23 @@ def run_until_killed(model, mem, mode, lines, after_s, after_line=None):
     return out
 
 
+def deep_sleep_seconds(model, mem) -> float:
+    """How long the worker's deep sleep of `mem` takes on this machine now (on a copy), from the
+    line `sleeping` to the line `done`: kills are timed against it, so that they land inside the
+    sleep on a fast idle machine as well as on a loaded one."""
+    scratch = mem.parent / "calibration"
+    shutil.copytree(mem, scratch)
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(model), str(scratch), "sleep"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "sleeping"
+    t0 = time.perf_counter()
+    assert proc.stdout.readline().strip() == "done"
+    seconds = time.perf_counter() - t0
+    proc.wait()
+    shutil.rmtree(scratch)
+    return seconds
+
+
 TRIALS = int(os.environ.get("EDGESLEEP_CRASH_TRIALS", "6"))
 
 
@@ -224,7 +242,8 @@ def test_kill_9_during_deep_sleep_loses_nothing(tiny, tmp_path, trial):
     with edgesleep.open(model, memory=tmp_path / "m", passes=3) as rt:
         rt.feed(text)
     # a deep sleep of these 75 windows takes a few tenths of a second: kill somewhere inside it
-    out = run_until_killed(model, tmp_path / "m", "sleep", [], rng.uniform(0.0, 0.4), after_line="sleeping")
+    seconds = deep_sleep_seconds(model, tmp_path / "m")
+    out = run_until_killed(model, tmp_path / "m", "sleep", [], rng.uniform(0.05, 0.7) * seconds, after_line="sleeping")
     KILLED_MID_SLEEP.append("done" not in out)
     with edgesleep.open(model, memory=tmp_path / "m", passes=3) as rt:
         assert sum(len(r.ids) for r in rt.memory.journal.records) == len(text.split()) or rt.memory.head.deep

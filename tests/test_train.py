@@ -185,3 +185,34 @@ def test_warm_start_from_a_shipped_model_keeps_its_lineage(tmp_path):
     stages = lineage(tmp_path)
     shipped_stages = json.loads((shipped / "config.json").read_text())["train"]["stages"]
     assert stages[:-1] == shipped_stages and stages[-1]["run"] == tmp_path.name
+
+
+def test_climb_moves_the_frontier_up_and_resumes_there(tmp_path, monkeypatch):
+    """--climb: N is drawn from the frontier level F and the one below; F moves up when its batches'
+    loss is under the threshold (always, at 100), stops at the top of --passes, and a resumed run
+    starts from the F it saved. The log records F."""
+    import export.train as train
+
+    drawn, consolidate = [], train.consolidate
+    monkeypatch.setattr(train, "consolidate", lambda m, b, n: drawn.append(n) or consolidate(m, b, n))
+    args = ["--task", "rule110", "--param", "steps=3", "--steps-per-pass", "1", "--passes", "1-3", "--out",
+            str(tmp_path), "--batch", "4", "--d-model", "32", "--window", "24", "--eval-every", "1000",
+            "--eval-examples", "4", "--threads", "1"]
+    main(args + ["--steps", "12", "--climb", "100"])
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    levels = [r["level"] for r in log]
+    assert levels == sorted(levels) and levels[0] == 2 and levels[-1] == 3  # step 1 is at F = 1: up at once
+    in_effect = [1] + levels[:-1]  # the frontier when each batch was drawn
+    assert all(n in (max(1, f - 1), f) for n, f in zip(drawn[:12], in_effect)), (drawn, levels)
+    drawn.clear()
+    main(args + ["--steps", "16", "--climb", "1e-9"])  # resumed: F stays where it was saved
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["level"] for r in log[12:]] == [3] * 4 and set(drawn[:4]) <= {2, 3}
+
+
+def test_climb_waits_while_the_frontier_loss_is_high(tmp_path):
+    main(["--task", "rule110", "--param", "steps=2", "--steps-per-pass", "1", "--passes", "1-2", "--out",
+          str(tmp_path), "--batch", "4", "--d-model", "32", "--window", "24", "--eval-every", "1000",
+          "--eval-examples", "4", "--threads", "1", "--steps", "4", "--climb", "1e-9"])
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["level"] for r in log] == [1] * 4
