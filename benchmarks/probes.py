@@ -194,8 +194,10 @@ def main() -> None:
     if args.probe == "guesses":
         params["hops"] = [2]
     probe = {"layers": layers, "order": order, "guesses": guesses, "steps": steps}[args.probe]
-    extra = {"ts": [int(t) for t in args.t.split(",")] if args.t else None, "n_max": args.n_max}
-    rows = probe(model, tok, config, args.batches, params, **(extra if args.probe == "steps" else {}))
+    extra = {}
+    if args.probe == "steps":
+        extra = {"ts": [int(t) for t in args.t.split(",")] if args.t else None, "n_max": args.n_max}
+    rows = probe(model, tok, config, args.batches, params, **extra)
     what = "share of h = 2 answers" if args.probe == "guesses" else "accuracy"
     print(f"{args.model}: {what} (questions), {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
     first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", "1/(M-2)"], "steps": ["N"]}

@@ -155,11 +155,8 @@ def load_checkpoint(path: Path, model: Model, opt: torch.optim.Optimizer | None 
 
     tensors = load_file(str(path))
     state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    old, new = state["embed.weight"], model.embed.weight
-    if opt is None and len(old) < len(new):  # a warm start that adds tokens (<w>): fresh rows
-        state["embed.weight"] = torch.cat([old, new.detach()[len(old):].cpu()])
-        model.load_state_dict(state)
-        redraw_rows(new, list(range(len(old), len(new))))
+    if opt is None:
+        load_weights(model, state)
     else:
         model.load_state_dict(state)
     with safe_open(str(path), "pt") as f:
@@ -173,13 +170,24 @@ def load_checkpoint(path: Path, model: Model, opt: torch.optim.Optimizer | None 
     return meta
 
 
+def load_weights(model: Model, state: dict) -> None:
+    """Weights to warm-start from; a warm start that adds tokens (<w>) gets fresh rows for them."""
+    old, new = state["embed.weight"], model.embed.weight
+    if len(old) < len(new):
+        state = {**state, "embed.weight": torch.cat([old, new.detach()[len(old):].cpu()])}
+        model.load_state_dict(state)
+        redraw_rows(new, list(range(len(old), len(new))))
+    else:
+        model.load_state_dict(state)
+
+
 def warm_start(folder: Path, model: Model) -> int:
     """--init: the weights of a run folder (its checkpoint) or of a shipped model folder. Returns
     the step they were saved at."""
     if (folder / "ckpt.safetensors").exists():
         return load_checkpoint(folder / "ckpt.safetensors", model)["step"]
     if (folder / "weights.safetensors").exists():
-        model.load_state_dict(load_file(str(folder / "weights.safetensors")))
+        load_weights(model, load_file(str(folder / "weights.safetensors")))
         return json.loads((folder / "config.json").read_text())["train"]["steps"]
     raise SystemExit(f"--init {folder}: no ckpt.safetensors (a run) or weights.safetensors (a model) there")
 
@@ -354,20 +362,26 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
         train_task = SimpleNamespace(sample=lambda rng, passes: task.sample(rng, steps=args.steps_per_pass * passes[0]))
         train_params = {"passes": (lo, hi)}
     meta = {"passes": args.passes, "init_step": init_step}  # saved with every checkpoint
-    if args.climb:  # the frontier and its loss's running mean are saved too, so that a resumed run goes on
-        meta |= {"level": resumed.get("level", lo), "level_loss": resumed.get("level_loss")}
-        train_params["passes"] = (max(lo, meta["level"] - 1), meta["level"])
+
+    def frontier(level: int, loss: float | None) -> None:
+        """--climb: batches draw N from `level` and the one below; `loss` is the running mean of
+        that level's batches so far. Both are saved with every checkpoint: a resumed run goes on."""
+        meta.update(level=level, level_loss=loss)
+        train_params["passes"] = (max(lo, level - 1), level)
+
+    if args.climb:
+        frontier(resumed.get("level", lo), resumed.get("level_loss"))
 
     def climb(n: int, loss: float) -> None:
-        """--climb: a batch at the frontier updates the running mean of its loss; under the threshold,
-        the frontier moves up and the next batches draw N from it and the level below."""
+        """A batch at the frontier updates the running mean of its loss; under the threshold, the
+        frontier moves up."""
         if n != meta["level"]:
             return
         mean = loss if meta["level_loss"] is None else 0.9 * meta["level_loss"] + 0.1 * loss
-        meta["level_loss"] = mean
-        if mean < args.climb and meta["level"] < hi:
-            meta["level"], meta["level_loss"] = meta["level"] + 1, None
-            train_params["passes"] = (meta["level"] - 1, meta["level"])
+        if mean < args.climb and n < hi:
+            frontier(n + 1, None)
+        else:
+            frontier(n, mean)
 
     def loss_fn(batch: dict, rng: np.random.Generator) -> torch.Tensor:
         passes = (1 if args.one_pass else batch["params"]["passes"][0]) if args.steps_per_pass else None

@@ -13,10 +13,7 @@ export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 R=/tmp/runs; mkdir -p $R "$OUT"
 T0=$(date +%s); END=$((T0 + ${TOTAL_S:-500}))
 nvidia-smi -L; python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())" || exit 1
-# MPS lets the eight small processes' kernels share the GPU instead of time-slicing it.
-if nvidia-cuda-mps-control -d 2>/dev/null; then
-  timeout 60 python3 -c "import torch; torch.ones(1).cuda(); print('mps ok')" || { echo quit | nvidia-cuda-mps-control; echo 'mps off'; }
-fi
+PY=python3; source "$(dirname "$0")/lease.sh"; start_mps
 
 train() {  # train NAME MINUTES ARGS...: one background run, its output in $R/NAME.out
   local name=$1 min=$2; shift 2
@@ -24,15 +21,7 @@ train() {  # train NAME MINUTES ARGS...: one background run, its output in $R/NA
     --eval-every 250 --threads 1 "$@" > $R/$name.out 2>&1 &
 }
 slim_and_pack() {  # bring back model weights only (3 MB per run, no optimizer state)
-  python3 - <<'PY'
-import pathlib
-from safetensors import safe_open
-from safetensors.torch import save_file
-for ck in pathlib.Path("/tmp/runs").glob("*/ckpt.safetensors"):
-    with safe_open(str(ck), "pt") as f:
-        meta, t = f.metadata(), {k: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
-    save_file(t, str(ck), metadata=meta)
-PY
+  slim_checkpoints $R
   (cd $R && tar czf "$OUT/depo$1.tgz" depo-*$1* && tar czf "$OUT/r110$1.tgz" r110-*$1* && tar czf "$OUT/facts$1.tgz" facts-*$1*)
   for f in $R/*$1/log.jsonl; do echo "$f $(tail -1 $f | cut -c1-600)"; done
 }

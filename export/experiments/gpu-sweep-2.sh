@@ -19,10 +19,7 @@ export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 PY=${PY:-python3}; R=${RUNS:-/tmp/runs}; MIN=${MINUTES:-7.5}
 mkdir -p $R "$OUT"
 nvidia-smi -L 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())" || exit 1
-# MPS lets the small processes' kernels share the GPU instead of time-slicing it.
-if nvidia-cuda-mps-control -d 2>/dev/null; then
-  timeout 60 $PY -c "import torch; torch.ones(1).cuda(); print('mps ok')" || { echo quit | nvidia-cuda-mps-control; echo 'mps off'; }
-fi
+source "$(dirname "$0")/lease.sh"; start_mps
 
 train() {  # train NAME SEED INIT ARGS...: one background run, its output in $R/NAME.out
   local name=$1 seed=$2 init=$3; shift 3
@@ -48,14 +45,6 @@ fi
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null
 wait
 
-$PY - "$R" <<'PY'  # bring back model weights only (no optimizer state)
-import pathlib, sys
-from safetensors import safe_open
-from safetensors.torch import save_file
-for ck in pathlib.Path(sys.argv[1]).glob("*/ckpt.safetensors"):
-    with safe_open(str(ck), "pt") as f:
-        meta, t = f.metadata(), {k: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
-    save_file(t, str(ck), metadata=meta)
-PY
+slim_checkpoints $R  # bring back model weights only
 for arm in ${A[@]}; do (cd $R && tar czf "$OUT/r110-t12-$arm.tgz" r110-t12-$arm-*); done
 for f in $R/r110-t12-{${A[0]},${A[1]},${A[2]}}-*/log.jsonl; do echo "$f $(tail -1 $f | cut -c1-700)"; done
