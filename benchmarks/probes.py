@@ -5,6 +5,7 @@
     .venv/bin/python -m benchmarks.probes guesses runs/depo-h2-n1 --nodes 5-10  # what depo's 2-hop answers are
     .venv/bin/python -m benchmarks.probes steps runs/r110-t8-tied   # rule110 at every t up to the model's
     .venv/bin/python -m benchmarks.probes steps RUN --t 3,6,9,12,15,18 --n-max 6   # and beyond it
+    .venv/bin/python -m benchmarks.probes cells runs/r110-w-dense --t 2   # rule110 at every cell index
 
 `layers`: accuracy per question kind when each GDN layer's fast weights are zeroed at question
 time, the other layer's kept: which layer holds the context.
@@ -19,6 +20,8 @@ a, or another node. Ruling out a and succ(a) alone is right 1/(M - 2) of the tim
 `steps` (rule110): accuracy per cell at every t from 1 to the model's (or at --t), for N = 1 to 4
 (or --n-max), beside the majority class: do later passes compute later steps of the automaton
 (notebook entry 14), and do passes past the trained ones go on (entry 17)?
+`cells` (rule110, models trained with `--param cells=k`): accuracy at every cell index, asked as
+`q<i> c<j>` (index 0 as `q<i>`), for N = 1 to --n-max: does the state hold the whole ring (entry 18)?
 
 All run the training code's batches (export.train) on fresh examples (seeds 100..), N = 1, 2, 4
 (`steps`: 1 to 4).
@@ -172,20 +175,39 @@ def steps(model: Model, tok: Tokenizer, config: Config, count: int, params: dict
     return rows
 
 
+def cells(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
+          ts: list[int] | None = None, n_max: int = 4) -> dict:
+    """rule110: accuracy by cell index (a row per t and index) for N = 1..n_max (a column each)."""
+    task = get_task("rule110")
+    if "c1" not in tok.vocab:
+        raise ValueError("cells: this model's vocabulary has no cell words (c1-c23); train it with --param cells=k")
+    rows = {}
+    with torch.no_grad():
+        for t in ts or [params["steps"]]:
+            for examples, batch in batches(config, tok, count, {"steps": t, "cells": task.CELLS - 1}):
+                index = [int(q.text.split()[1][1:]) if " " in q.text else 0 for e in examples for q in e.questions]
+                for n in range(1, n_max + 1):
+                    for j, ok in zip(index, accuracy(model, batch, consolidate(model, batch, n))):
+                        tally(rows, (t, j), [ok], [f"N={n}"])
+    return dict(sorted(rows.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("probe", choices=["layers", "order", "guesses", "steps"])
+    ap.add_argument("probe", choices=["layers", "order", "guesses", "steps", "cells"])
     ap.add_argument("model", type=Path, help="a model directory, or a training run's folder")
     ap.add_argument("--batches", type=int, default=4, help="batches of 64 examples")
     ap.add_argument("--nodes", help="depo: the graph sizes M, e.g. 5-10 (default: the task's 8-24)")
-    ap.add_argument("--t", help="steps: the t to ask about, e.g. 3,6,9,12,15 (default: 1 to the model's)")
-    ap.add_argument("--n-max", type=int, default=4, help="steps: passes from 1 to this")
+    ap.add_argument("--t", help="steps, cells: the t to ask about, e.g. 3,6,9,12,15 (default: steps 1 to the "
+                                "model's, cells the model's)")
+    ap.add_argument("--n-max", type=int, default=4, help="steps, cells: passes from 1 to this")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, tok, config = load(args.model)
     name = config.task["name"]
-    fits = {"layers": ("facts", "depo", "rule110"), "order": ("facts", "depo"), "guesses": ("depo",), "steps": ("rule110",)}
+    fits = {"layers": ("facts", "depo", "rule110"), "order": ("facts", "depo"), "guesses": ("depo",), "steps": ("rule110",),
+            "cells": ("rule110",)}
     if name not in fits[args.probe]:
         ap.error(f"{args.probe}: not a probe for {name} (only {', '.join(fits[args.probe])})")
     params = dict(PARAMS.get(name) or get_task(name).eval_params(config.task))
@@ -193,14 +215,15 @@ def main() -> None:
         params["nodes"] = parse_params([f"nodes={args.nodes}"])["nodes"]
     if args.probe == "guesses":
         params["hops"] = [2]
-    probe = {"layers": layers, "order": order, "guesses": guesses, "steps": steps}[args.probe]
+    probe = {"layers": layers, "order": order, "guesses": guesses, "steps": steps, "cells": cells}[args.probe]
     extra = {}
-    if args.probe == "steps":
+    if args.probe in ("steps", "cells"):
         extra = {"ts": [int(t) for t in args.t.split(",")] if args.t else None, "n_max": args.n_max}
     rows = probe(model, tok, config, args.batches, params, **extra)
     what = "share of h = 2 answers" if args.probe == "guesses" else "accuracy"
     print(f"{args.model}: {what} (questions), {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
-    first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", "1/(M-2)"], "steps": ["N"]}
+    first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", "1/(M-2)"], "steps": ["N"],
+             "cells": ["t", "cell"]}
     print(table(rows, first[args.probe]))
 
 

@@ -103,10 +103,13 @@ def lineage(run: Path, upto: int | None = None) -> list[dict]:
 def write_model_dir(model: Model, out: Path, task: str, passes: list[int], train: dict) -> Config:
     """Everything the runtime loads: tokenizer.json, config.json, the ONNX graphs, the f32 and
     Q8_0 GGUFs for llama.cpp, and the weights (safetensors, for later exports)."""
+    tok = Tokenizer.from_words(get_task(task).VOCAB, model.args.window_token is not None)
+    if len(tok) != model.args.vocab_size:  # e.g. a rule110 run from before its cell words (c1-c23)
+        raise ValueError(f"the {task} tokenizer has {len(tok)} words, the model {model.args.vocab_size} "
+                         "embedding rows: it was trained with another vocabulary")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    module = get_task(task)
-    Tokenizer.from_words(module.VOCAB, model.args.window_token is not None).save(out / "tokenizer.json")
+    tok.save(out / "tokenizer.json")
     config = Config(model.args, task_config(task, train.get("params", [])), passes, train)
     (out / "config.json").write_text(config.to_json())
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "weights.safetensors"))

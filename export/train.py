@@ -308,7 +308,8 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
                          "that every pass must add K steps (notebook entry 14); held-out keeps --param steps")
     ap.add_argument("--one-pass", action="store_true",
                     help="with --steps-per-pass: the same questions (t = K*m, m drawn from --passes) but one pass "
-                         "per window, the control that tells the curriculum's effect from the passes' (entry 16)")
+                         "per window (entry 16). Ill-posed when several levels mix: nothing in the input then tells "
+                         "which t a batch asks about (entry 18); the fair baseline is N = 1 at the target t")
     ap.add_argument("--climb", type=float, default=0.0,
                     help="with --steps-per-pass: a level curriculum. Batches draw N from the frontier level F and "
                          "the one below it, F starting at the low end of --passes; F moves up one level when the "
@@ -359,8 +360,9 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
     held = held_out(task, tok, params, args, device)
     train_task, train_params = task, params
     if args.steps_per_pass:  # N becomes a batch parameter, and t follows it
-        train_task = SimpleNamespace(sample=lambda rng, passes: task.sample(rng, steps=args.steps_per_pass * passes[0]))
-        train_params = {"passes": (lo, hi)}
+        train_task = SimpleNamespace(sample=lambda rng, passes, **rest: task.sample(
+            rng, steps=args.steps_per_pass * passes[0], **rest))
+        train_params = {**{k: v for k, v in params.items() if k != "steps"}, "passes": (lo, hi)}
     meta = {"passes": args.passes, "init_step": init_step}  # saved with every checkpoint
 
     def frontier(level: int, loss: float | None) -> None:

@@ -1,4 +1,5 @@
-"""benchmarks/probes.py: the split of two-hop questions by statement order, and the rule110 steps probe."""
+"""benchmarks/probes.py: the split of two-hop questions by statement order, and the rule110 steps and
+cells probes."""
 import pytest
 
 pytest.importorskip("torch")
@@ -47,3 +48,25 @@ def test_steps_probe_asks_about_chosen_t_and_more_passes():
     rows = steps(model, tok, config, 1, {"steps": 4}, ts=[2, 6], n_max=5)
     assert list(rows)[1:] == [(n,) for n in range(1, 6)]
     assert all(set(r) == {"t=2", "t=6"} for r in rows.values())
+
+
+def test_cells_probe_asks_every_index(tmp_path):
+    """A few steps of training with cells questions, then the `cells` probe: a row per (t, index)
+    for all 24 indexes, a column per N, every string asked about every index. The shipped rule110
+    has no cell words, and the probe says so."""
+    from pathlib import Path
+
+    import pytest
+
+    from benchmarks.probes import cells, load
+    from export.train import main
+
+    main(["--task", "rule110", "--param", "steps=2", "--param", "cells=3", "--out", str(tmp_path), "--steps", "2",
+          "--batch", "2", "--d-model", "32", "--window", "24", "--eval-every", "1000", "--eval-examples", "2",
+          "--threads", "1"])
+    model, tok, config = load(tmp_path)
+    rows = cells(model, tok, config, 1, {"steps": 2}, n_max=2)
+    assert list(rows) == [(2, j) for j in range(24)]
+    assert all(set(r) == {"N=1", "N=2"} and all(n == 256 for _, n in r.values()) for r in rows.values())
+    with pytest.raises(ValueError, match="no cell words"):
+        cells(*load(Path(__file__).parents[1] / "models" / "rule110"), 1, {"steps": 4})

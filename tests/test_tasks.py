@@ -80,6 +80,29 @@ def test_rule110_format_and_rule():
             assert q.text == f"q{i}" and q.answer == str(s[0]) and q.kind == "t=3"
 
 
+def test_rule110_training_can_ask_every_cell():
+    """cells=k: after each string's index-0 question, k questions `q<i> c<j>` about distinct other
+    cells of the same string at the same t."""
+    from edgesleep.tasks import rule110
+
+    asked = set()
+    for seed in range(10):
+        ex = rule110.sample(np.random.default_rng(seed), steps=2, cells=5)
+        final = rule110.step(rule110.step(np.array(ex.context.split(), dtype=int).reshape(4, 24)))
+        assert len(ex.questions) == 4 * 6
+        for i in range(4):
+            first, *others = ex.questions[6 * i: 6 * i + 6]
+            assert first.text == f"q{i + 1}" and first.answer == str(final[i, 0]) and first.kind == "t=2"
+            cells = [int(q.text.split()[1][1:]) for q in others]
+            assert len(set(cells)) == 5 and all(1 <= j <= 23 for j in cells)
+            for q, j in zip(others, cells):
+                assert q.text == f"q{i + 1} c{j}" and q.answer == str(final[i, j]) and q.kind == "t=2 cell"
+            asked.update(cells)
+    assert asked == set(range(1, 24))
+    ex = rule110.sample(np.random.default_rng(0), steps=2, cells=23)
+    assert all(w in rule110.VOCAB for q in ex.questions for w in q.text.split())
+
+
 def test_depo_format_and_hops():
     from edgesleep.tasks import depo
 

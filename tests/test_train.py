@@ -150,7 +150,7 @@ def test_steps_per_pass_asks_each_batch_about_k_times_its_n(tmp_path, monkeypatc
     from edgesleep.tasks import rule110
 
     calls, sample, consolidate = [], rule110.sample, train.consolidate
-    monkeypatch.setattr(rule110, "sample", lambda rng, steps: calls.append(("t", steps)) or sample(rng, steps))
+    monkeypatch.setattr(rule110, "sample", lambda rng, steps, **kw: calls.append(("t", steps)) or sample(rng, steps, **kw))
     monkeypatch.setattr(train, "consolidate", lambda m, b, n: calls.append(("N", n)) or consolidate(m, b, n))
     main(["--task", "rule110", "--param", "steps=6", "--steps-per-pass", "2", "--passes", "1-3", "--out", str(tmp_path),
           "--steps", "6", "--batch", "4", "--d-model", "32", "--window", "24", "--eval-every", "1000",
@@ -162,6 +162,19 @@ def test_steps_per_pass_asks_each_batch_about_k_times_its_n(tmp_path, monkeypatc
         assert isinstance(n, int) and len(ts) == 1 and (n == 1 if one_pass else ts == {2 * n}), step
     assert len({s[0][1] for s in steps}) > 1  # t (and so N) is drawn, not fixed
     assert [n for _, n in calls[4 + 6 * 5:]] == [1, 2, 3, 4]  # the final eval: fixed N, held-out t
+
+
+def test_steps_per_pass_keeps_the_other_task_parameters(tmp_path, monkeypatch):
+    """rule110's cells parameter reaches the training batches of the curriculum, not the held-out
+    set, which asks what evaluation asks."""
+    from edgesleep.tasks import rule110
+
+    calls, sample = [], rule110.sample
+    monkeypatch.setattr(rule110, "sample", lambda rng, steps, **kw: calls.append(kw) or sample(rng, steps, **kw))
+    main(["--task", "rule110", "--param", "steps=2", "--param", "cells=3", "--steps-per-pass", "1", "--passes", "1-2",
+          "--out", str(tmp_path), "--steps", "2", "--batch", "2", "--d-model", "32", "--window", "24",
+          "--eval-every", "1000", "--eval-examples", "2", "--threads", "1"])
+    assert calls[:2] == [{}, {}] and calls[2:] == [{"cells": 3}] * 4
 
 
 def test_steps_per_pass_is_for_rule110(tmp_path):

@@ -2,6 +2,10 @@
 
 Context: 4 strings of 24 random cells (96 tokens). Question `q<i>`: the cell at index 0 of
 string i after t steps of Rule 110 with a cyclic boundary. t is fixed per model (task.steps).
+
+Training may also ask `q<i> c<j>`, the cell at index j (1-23), with the `cells` parameter
+(notebook entry 18): every cell is then an answer, so the consolidated state must hold the
+whole ring at step t, one format whatever t is. TASKS.md and evaluation ask index 0 only.
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import numpy as np
 from edgesleep.tasks import Example, Question
 
 STRINGS, CELLS = 4, 24
-VOCAB = ["0", "1"] + [f"q{i}" for i in range(1, STRINGS + 1)]
+VOCAB = ["0", "1"] + [f"q{i}" for i in range(1, STRINGS + 1)] + [f"c{j}" for j in range(1, CELLS)]
 DEFAULTS: dict = {}
 CONFIG_KEYS = ("steps",)  # training parameters that define the model's task (config.json)
 
@@ -29,10 +33,17 @@ def eval_params(task: dict) -> dict:
     return {"steps": int(task["steps"])}
 
 
-def sample(rng: np.random.Generator, steps: int = 4) -> Example:
+def sample(rng: np.random.Generator, steps: int = 4, cells: int = 0) -> Example:
+    """`cells`: how many other cells (distinct indexes drawn from 1-23) each string is also asked
+    about, after its index-0 question."""
     strings = rng.integers(0, 2, size=(STRINGS, CELLS))
     final = strings
     for _ in range(steps):  # all strings at once: training batches draw thousands of these
         final = step(final)
-    questions = [Question(f"q{i}", str(int(s[0])), f"t={steps}") for i, s in enumerate(final, 1)]
+    questions = []
+    for i, s in enumerate(final, 1):
+        questions.append(Question(f"q{i}", str(int(s[0])), f"t={steps}"))
+        if cells:
+            questions += [Question(f"q{i} c{j}", str(int(s[j])), f"t={steps} cell")
+                          for j in 1 + rng.permutation(CELLS - 1)[:cells]]
     return Example(" ".join(str(int(c)) for c in strings.ravel()), questions)
