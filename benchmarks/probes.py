@@ -38,7 +38,7 @@ import torch
 from safetensors.torch import load_file
 
 from edgesleep.config import Config
-from edgesleep.tasks import Example, get_task, kind_order
+from edgesleep.tasks import Example, get_task, kind_order, vocabulary
 from edgesleep.tokenizer import Tokenizer
 from export.model import Model
 from export.build import load_run, task_config
@@ -53,7 +53,8 @@ def load(folder: Path) -> tuple[Model, Tokenizer, Config]:
     if (folder / "ckpt.safetensors").exists():
         model, run, _ = load_run(folder)
         config = Config(model.args, task_config(run["task"], run["param"]), [])
-        tok = Tokenizer.from_words(get_task(run["task"]).VOCAB, model.args.window_token is not None)
+        words = vocabulary(get_task(run["task"]), parse_params(run["param"]))
+        tok = Tokenizer.from_words(words, model.args.window_token is not None)
         return model.eval(), tok, config
     config = Config.load(folder)
     model = Model(config.args)

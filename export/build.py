@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from edgesleep.config import Config, ModelArgs
 from edgesleep.eval import evaluate
 from edgesleep.progress import Progress
-from edgesleep.tasks import get_task, kind_order
+from edgesleep.tasks import get_task, kind_order, vocabulary
 from edgesleep.tokenizer import Tokenizer
 from export.model import Model
 from export.to_gguf import export_gguf
@@ -103,8 +103,9 @@ def lineage(run: Path, upto: int | None = None) -> list[dict]:
 def write_model_dir(model: Model, out: Path, task: str, passes: list[int], train: dict) -> Config:
     """Everything the runtime loads: tokenizer.json, config.json, the ONNX graphs, the f32 and
     Q8_0 GGUFs for llama.cpp, and the weights (safetensors, for later exports)."""
-    tok = Tokenizer.from_words(get_task(task).VOCAB, model.args.window_token is not None)
-    if len(tok) != model.args.vocab_size:  # e.g. a rule110 run from before its cell words (c1-c23)
+    words = vocabulary(get_task(task), parse_params(train.get("params", [])))
+    tok = Tokenizer.from_words(words, model.args.window_token is not None)
+    if len(tok) != model.args.vocab_size:  # e.g. rule110 weights trained with cell words, built without `cells`
         raise ValueError(f"the {task} tokenizer has {len(tok)} words, the model {model.args.vocab_size} "
                          "embedding rows: it was trained with another vocabulary")
     shutil.rmtree(out, ignore_errors=True)

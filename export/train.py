@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from edgesleep.tasks import get_task
+from edgesleep.tasks import get_task, vocabulary
 from edgesleep.tokenizer import Tokenizer
 from edgesleep.config import ModelArgs
 from export.model import Model
@@ -326,7 +326,8 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
-    tok = Tokenizer.from_words(task.VOCAB, args.window_token)
+    params = {**task.DEFAULTS, **parse_params(args.param)}
+    tok = Tokenizer.from_words(vocabulary(task, params), args.window_token)
     margs = ModelArgs(vocab_size=len(tok), d_model=args.d_model, window=args.window, window_token=tok.window_id,
                       rope_scale=math.pi if args.rope_scale == "pi" else float(args.rope_scale))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -356,7 +357,6 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
          "init_step": init_step}, indent=1))
 
     lo, hi = parse_passes(args.passes)
-    params = {**task.DEFAULTS, **parse_params(args.param)}
     held = held_out(task, tok, params, args, device)
     train_task, train_params = task, params
     if args.steps_per_pass:  # N becomes a batch parameter, and t follows it

@@ -131,8 +131,8 @@ def test_wake_step_fuses_to_few_nodes(tiny, tmp_path):
 
 
 def test_build_refuses_a_model_of_another_vocabulary(tmp_path):
-    """A rule110 run from before the cell words has 8 embedding rows; its tokenizer would now have
-    31 words. The build says so before it touches the output folder."""
+    """rule110 weights with 8 embedding rows built as if trained with cells questions, whose
+    tokenizer has 31 words: the build says so before it touches the output folder."""
     from edgesleep.config import ModelArgs
     from export.build import write_model_dir
     from export.model import Model
@@ -141,5 +141,5 @@ def test_build_refuses_a_model_of_another_vocabulary(tmp_path):
     model = Model(ModelArgs(vocab_size=8, d_model=32, attn_heads=2, attn_head_dim=16, gdn_heads=2, gdn_head_dim=16,
                             ffn_dim=64, window=24))
     with pytest.raises(ValueError, match="8 embedding rows"):
-        write_model_dir(model, tmp_path, "rule110", [1], {})
+        write_model_dir(model, tmp_path, "rule110", [1], {"params": ["steps=2", "cells=3"]})
     assert (tmp_path / "keep").exists()

@@ -83,7 +83,7 @@ def test_rule110_format_and_rule():
 def test_rule110_training_can_ask_every_cell():
     """cells=k: after each string's index-0 question, k questions `q<i> c<j>` about distinct other
     cells of the same string at the same t."""
-    from edgesleep.tasks import rule110
+    from edgesleep.tasks import rule110, vocabulary
 
     asked = set()
     for seed in range(10):
@@ -100,7 +100,9 @@ def test_rule110_training_can_ask_every_cell():
             asked.update(cells)
     assert asked == set(range(1, 24))
     ex = rule110.sample(np.random.default_rng(0), steps=2, cells=23)
-    assert all(w in rule110.VOCAB for q in ex.questions for w in q.text.split())
+    words = vocabulary(rule110, {"cells": 23})
+    assert all(w in words for q in ex.questions for w in q.text.split())
+    assert vocabulary(rule110, {"steps": 2}) == rule110.VOCAB == ["0", "1", "q1", "q2", "q3", "q4"]
 
 
 def test_depo_format_and_hops():

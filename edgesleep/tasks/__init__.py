@@ -28,6 +28,13 @@ def kind_order(kind: str) -> list:
     return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", kind)]
 
 
+def vocabulary(task, params: dict) -> list[str]:
+    """The task's words, then the training-only words that its parameters ask for (rule110's
+    cell words with `cells`), so that a model trained without them keeps TASKS.md's vocabulary."""
+    extra = getattr(task, "TRAINING_WORDS", {})
+    return task.VOCAB + [w for key, words in extra.items() if params.get(key) for w in words]
+
+
 def get_task(name: str):
     """The task module for `name`: VOCAB, DEFAULTS (training ranges), CONFIG_KEYS (the
     training parameters config.json records, e.g. rule110's steps), sample(rng, **params),

@@ -14,7 +14,8 @@ import numpy as np
 from edgesleep.tasks import Example, Question
 
 STRINGS, CELLS = 4, 24
-VOCAB = ["0", "1"] + [f"q{i}" for i in range(1, STRINGS + 1)] + [f"c{j}" for j in range(1, CELLS)]
+VOCAB = ["0", "1"] + [f"q{i}" for i in range(1, STRINGS + 1)]
+TRAINING_WORDS = {"cells": [f"c{j}" for j in range(1, CELLS)]}  # words a training parameter adds
 DEFAULTS: dict = {}
 CONFIG_KEYS = ("steps",)  # training parameters that define the model's task (config.json)
 
