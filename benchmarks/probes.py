@@ -38,11 +38,11 @@ import torch
 from safetensors.torch import load_file
 
 from edgesleep.config import Config
-from edgesleep.tasks import Example, get_task, kind_order, vocabulary
+from edgesleep.tasks import Example, get_task, kind_order
 from edgesleep.tokenizer import Tokenizer
 from export.model import Model
 from export.build import load_run, task_config
-from export.train import answer_logits, consolidate, make_batch, parse_params
+from export.train import answer_logits, consolidate, make_batch, parse_params, run_tokenizer
 
 PASSES = (1, 2, 4)
 PARAMS = {"depo": {"hops": [1, 2]}}  # the kinds these probes are about; other tasks: their eval params
@@ -53,9 +53,7 @@ def load(folder: Path) -> tuple[Model, Tokenizer, Config]:
     if (folder / "ckpt.safetensors").exists():
         model, run, _ = load_run(folder)
         config = Config(model.args, task_config(run["task"], run["param"]), [])
-        words = vocabulary(get_task(run["task"]), parse_params(run["param"]))
-        tok = Tokenizer.from_words(words, model.args.window_token is not None)
-        return model.eval(), tok, config
+        return model.eval(), run_tokenizer(run), config
     config = Config.load(folder)
     model = Model(config.args)
     model.load_state_dict(load_file(str(folder / "weights.safetensors")))
@@ -180,7 +178,7 @@ def cells(model: Model, tok: Tokenizer, config: Config, count: int, params: dict
           ts: list[int] | None = None, n_max: int = 4) -> dict:
     """rule110: accuracy by cell index (a row per t and index) for N = 1..n_max (a column each)."""
     task = get_task("rule110")
-    if "c1" not in tok.vocab:
+    if not set(task.TRAINING_WORDS["cells"]) <= set(tok.vocab):
         raise ValueError("cells: this model's vocabulary has no cell words (c1-c23); train it with --param cells=k")
     rows = {}
     with torch.no_grad():

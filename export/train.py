@@ -154,11 +154,7 @@ def load_checkpoint(path: Path, model: Model, opt: torch.optim.Optimizer | None 
     from safetensors import safe_open
 
     tensors = load_file(str(path))
-    state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    if opt is None:
-        load_weights(model, state)
-    else:
-        model.load_state_dict(state)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     with safe_open(str(path), "pt") as f:
         meta = json.loads(f.metadata()["meta"])
     if opt is not None:
@@ -170,24 +166,36 @@ def load_checkpoint(path: Path, model: Model, opt: torch.optim.Optimizer | None 
     return meta
 
 
-def load_weights(model: Model, state: dict) -> None:
-    """Weights to warm-start from; a warm start that adds tokens (<w>) gets fresh rows for them."""
-    old, new = state["embed.weight"], model.embed.weight
-    if len(old) < len(new):
-        state = {**state, "embed.weight": torch.cat([old, new.detach()[len(old):].cpu()])}
-        model.load_state_dict(state)
-        redraw_rows(new, list(range(len(old), len(new))))
-    else:
-        model.load_state_dict(state)
+def run_tokenizer(run_args: dict) -> Tokenizer:
+    """The tokenizer a run trains with, from its arguments (args.json): its task's words, the
+    training-only words its parameters add, and <w> if asked."""
+    task = get_task(run_args["task"])
+    params = {**task.DEFAULTS, **parse_params(run_args["param"])}
+    return Tokenizer.from_words(vocabulary(task, params), bool(run_args.get("window_token")))
 
 
-def warm_start(folder: Path, model: Model) -> int:
-    """--init: the weights of a run folder (its checkpoint) or of a shipped model folder. Returns
-    the step they were saved at."""
+def load_weights(model: Model, state: dict, old: Tokenizer, new: Tokenizer) -> None:
+    """Weights to warm-start from, their embedding rows moved by word from the `old` vocabulary to
+    the `new` one: words the start did not have (<w>, rule110's cell words) get fresh rows."""
+    emb = model.embed.weight.detach().cpu().clone()
+    kept = {i: old.vocab[w] for w, i in new.vocab.items() if w in old.vocab}
+    emb[list(kept)] = state["embed.weight"][list(kept.values())]
+    model.load_state_dict({**state, "embed.weight": emb})
+    if fresh := [i for i in new.words if i not in kept]:
+        redraw_rows(model.embed.weight, fresh)
+
+
+def warm_start(folder: Path, model: Model, tok: Tokenizer) -> int:
+    """--init: the weights of a run folder (its checkpoint) or of a shipped model folder, for a
+    model with tokenizer `tok`. Returns the step they were saved at."""
     if (folder / "ckpt.safetensors").exists():
-        return load_checkpoint(folder / "ckpt.safetensors", model)["step"]
+        run_args = json.loads((folder / "args.json").read_text())
+        start = Model(ModelArgs.from_dict(run_args["model"]))
+        step = load_checkpoint(folder / "ckpt.safetensors", start)["step"]
+        load_weights(model, start.state_dict(), run_tokenizer(run_args), tok)
+        return step
     if (folder / "weights.safetensors").exists():
-        load_weights(model, load_file(str(folder / "weights.safetensors")))
+        load_weights(model, load_file(str(folder / "weights.safetensors")), Tokenizer.from_file(folder / "tokenizer.json"), tok)
         return json.loads((folder / "config.json").read_text())["train"]["steps"]
     raise SystemExit(f"--init {folder}: no ckpt.safetensors (a run) or weights.safetensors (a model) there")
 
@@ -327,7 +335,7 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
     params = {**task.DEFAULTS, **parse_params(args.param)}
-    tok = Tokenizer.from_words(vocabulary(task, params), args.window_token)
+    tok = run_tokenizer(vars(args))
     margs = ModelArgs(vocab_size=len(tok), d_model=args.d_model, window=args.window, window_token=tok.window_id,
                       rope_scale=math.pi if args.rope_scale == "pi" else float(args.rope_scale))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -343,7 +351,7 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
         step, elapsed, init_step = resumed["step"], resumed["elapsed"], resumed.get("init_step")
         print(f"resuming {ckpt} at step {step}")
     elif args.init:
-        init_step = warm_start(args.init, model)
+        init_step = warm_start(args.init, model, tok)
         print(f"warm start from {args.init} at step {init_step}")
         if args.reinit_embed:
             words, near = args.reinit_embed.split(","), [w for w in args.reinit_near.split(",") if w]

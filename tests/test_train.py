@@ -229,3 +229,26 @@ def test_climb_waits_while_the_frontier_loss_is_high(tmp_path):
           "--eval-examples", "4", "--threads", "1", "--steps", "4", "--climb", "1e-9"])
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["level"] for r in log] == [1] * 4
+
+
+def test_warm_start_moves_rows_by_word(tmp_path):
+    """A start with <w> (its last row) into a model that also has rule110's cell words, which come
+    before <w>: every word keeps its own row, and only the cell words get fresh ones."""
+    import torch
+    from safetensors.torch import load_file
+
+    from export.train import run_tokenizer
+
+    r110 = ["--task", "rule110", "--param", "steps=2", "--batch", "2", "--d-model", "32", "--window", "25",
+            "--window-token", "--eval-every", "1000", "--eval-examples", "2", "--threads", "1", "--steps", "1"]
+    main(["--out", str(tmp_path / "a"), *r110])
+    main(["--out", str(tmp_path / "b"), "--lr", "0", "--init", str(tmp_path / "a"), "--param", "cells=2", *r110])
+    runs = [json.loads((tmp_path / r / "args.json").read_text()) for r in "ab"]
+    (old_tok, new_tok), (old, new) = map(run_tokenizer, runs), \
+        (load_file(str(tmp_path / r / "ckpt.safetensors"))["model.embed.weight"] for r in "ab")
+    assert len(old) == 9 and len(new) == 32 and old_tok.window_id == 8 and new_tok.window_id == 31
+    for word, i in old_tok.vocab.items():
+        assert torch.equal(new[new_tok.vocab[word]], old[i]), word
+    cells = [new_tok.vocab[f"c{j}"] for j in range(1, 24)]
+    assert all(new[i].norm() > 0.5 * old.norm(dim=1).mean() for i in cells)
+    assert not any(torch.equal(new[i], row) for i in cells for row in old)
