@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.probes layers models/depo-n1   # answer with one GDN layer's S zeroed
     .venv/bin/python -m benchmarks.probes order models/facts      # 2-hop accuracy by statement order
     .venv/bin/python -m benchmarks.probes guesses runs/depo-h2-n1 --nodes 5-10  # what depo's 2-hop answers are
+    .venv/bin/python -m benchmarks.probes guesses runs/depo-h4-n2 --nodes 8-10 --hops 4
     .venv/bin/python -m benchmarks.probes steps runs/r110-t8-tied   # rule110 at every t up to the model's
     .venv/bin/python -m benchmarks.probes steps RUN --t 3,6,9,12,15,18 --n-max 6   # and beyond it
     .venv/bin/python -m benchmarks.probes cells runs/r110-w-dense --t 2   # rule110 at every cell index
@@ -14,8 +15,9 @@ split by whether the second fact is stated before the first (friend's city befor
 `b c` before `a b`), so that pass 1 can read it while it writes the first, or after, so that only
 a later pass can.
 
-`guesses` (depo): what the h = 2 answers are, by graph size M: right, a, succ(a), the node before
-a, or another node. Ruling out a and succ(a) alone is right 1/(M - 2) of the time.
+`guesses` (depo): where the h = 2 (or --hops) answers land on the cycle, by graph size M: right,
+a, or their distance from a (+1 is succ(a), -1 the node before a). Ruling out a and the h - 1
+nodes on the way alone is right 1/(M - h) of the time.
 
 `steps` (rule110): accuracy per cell at every t from 1 to the model's (or at --t), for N = 1 to 4
 (or --n-max), beside the majority class: do later passes compute later steps of the automaton
@@ -133,26 +135,32 @@ def order(model: Model, tok: Tokenizer, config: Config, count: int, params: dict
     return rows
 
 
+def cycle_distance(context: str, a: str, node: str) -> int | None:
+    """How many edges on from a the node lies on the depo cycle (0 for a itself); None off the graph."""
+    words = context.split()
+    succ, here = dict(zip(words[0::2], words[1::2])), a
+    for d in range(len(succ)):
+        if here == node:
+            return d
+        here = succ[here]
+    return None
+
+
 def guesses(model: Model, tok: Tokenizer, config: Config, count: int, params: dict) -> dict:
-    """depo, h = 2, by graph size M: how often the answer is right, or a, b = succ(a) or the node
-    before a, or another node. A model that has only learned to rule out a and b is right
-    1/(M - 2) of the time; above that, it composes."""
-    rows = {}
+    """depo, h = params["hops"][0], by graph size M: where on the cycle the answer lands, as its
+    distance from a ("+h" is right, "-1" the node before a). A model that rules out a and the
+    h - 1 nodes on the way is right 1/(M - h) of the time; above that, it composes."""
+    h, rows = params["hops"][0], {}
     with torch.no_grad():
         for examples, batch in batches(config, tok, count, params):
-            asked = []  # per question: (M, {node: what it is}), read once for every N
-            for e in examples:
-                words = e.context.split()
-                succ = dict(zip(words[0::2], words[1::2]))
-                before = {b: a for a, b in succ.items()}
-                for q in e.questions:
-                    a = q.text.split()[1]
-                    asked.append((len(succ), {before[a]: "pred(a)", succ[a]: "succ(a)", a: "a", q.answer: "right"}))
+            asked = [(e.context, q.text.split()[1], len(e.context.split()) // 2) for e in examples for q in e.questions]
             for n in PASSES:
                 guess = answer_logits(model, batch, consolidate(model, batch, n)).argmax(-1).tolist()
-                for (m, kinds), g in zip(asked, guess):
-                    r = rows.setdefault((n, m, f"{1 / (m - 2):.3f}"), {})
-                    label = kinds.get(tok.decode([g]), "other")
+                for (context, a, m), g in zip(asked, guess):
+                    d = cycle_distance(context, a, tok.decode([g]))
+                    label = "other" if d is None else "right" if d == h % m else "a" if d == 0 else \
+                        f"+{d}" if d <= m // 2 else f"-{m - d}"
+                    r = rows.setdefault((n, m, f"{1 / max(m - h, 1):.3f}"), {})
                     r[label] = r.get(label, 0) + 1
     return {k: {c: [v, sum(r.values())] for c, v in r.items()} for k, r in sorted(rows.items())}
 
@@ -197,6 +205,7 @@ def main() -> None:
     ap.add_argument("model", type=Path, help="a model directory, or a training run's folder")
     ap.add_argument("--batches", type=int, default=4, help="batches of 64 examples")
     ap.add_argument("--nodes", help="depo: the graph sizes M, e.g. 5-10 (default: the task's 8-24)")
+    ap.add_argument("--hops", type=int, default=2, help="guesses: the h to ask about")
     ap.add_argument("--t", help="steps, cells: the t to ask about, e.g. 3,6,9,12,15 (default: steps 1 to the "
                                 "model's, cells the model's)")
     ap.add_argument("--n-max", type=int, default=4, help="steps, cells: passes from 1 to this")
@@ -213,15 +222,15 @@ def main() -> None:
     if args.nodes:
         params["nodes"] = parse_params([f"nodes={args.nodes}"])["nodes"]
     if args.probe == "guesses":
-        params["hops"] = [2]
+        params["hops"] = [args.hops]
     probe = {"layers": layers, "order": order, "guesses": guesses, "steps": steps, "cells": cells}[args.probe]
     extra = {}
     if args.probe in ("steps", "cells"):
         extra = {"ts": [int(t) for t in args.t.split(",")] if args.t else None, "n_max": args.n_max}
     rows = probe(model, tok, config, args.batches, params, **extra)
-    what = "share of h = 2 answers" if args.probe == "guesses" else "accuracy"
+    what = f"share of h = {args.hops} answers" if args.probe == "guesses" else "accuracy"
     print(f"{args.model}: {what} (questions), {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
-    first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", "1/(M-2)"], "steps": ["N"],
+    first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", f"1/(M-{args.hops})"], "steps": ["N"],
              "cells": ["t", "cell"]}
     print(table(rows, first[args.probe]))
 
