@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.probes layers models/depo-n1   # answer with one GDN layer's S zeroed
     .venv/bin/python -m benchmarks.probes order models/facts      # 2-hop accuracy by statement order
     .venv/bin/python -m benchmarks.probes guesses runs/depo-h2-n1 --nodes 5-10  # what depo's 2-hop answers are
-    .venv/bin/python -m benchmarks.probes guesses runs/depo-h4-n2 --nodes 8-10 --hops 4
+    .venv/bin/python -m benchmarks.probes guesses runs/depo-h4-n3 --nodes 8-10 --hops 4  # and its 4-hop ones
     .venv/bin/python -m benchmarks.probes steps runs/r110-t8-tied   # rule110 at every t up to the model's
     .venv/bin/python -m benchmarks.probes steps RUN --t 3,6,9,12,15,18 --n-max 6   # and beyond it
     .venv/bin/python -m benchmarks.probes cells runs/r110-w-dense --t 2   # rule110 at every cell index
