@@ -18,11 +18,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from export.train import parse_passes  # noqa: E402
+
 
 def curve(run: Path, n: int | None, kind: str) -> tuple[int, list[float], list[float]]:
     """(N, minutes, accuracy) of one run's held-out evals for one kind."""
     if n is None:
-        n = int(json.loads((run / "args.json").read_text())["passes"].split("-")[-1])
+        n = parse_passes(json.loads((run / "args.json").read_text())["passes"])[1]
     evals = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "eval" in r]
     points = [(r["elapsed"] / 60, r["eval"][str(n)][kind]) for r in evals if kind in r["eval"].get(str(n), {})]
     if not points:

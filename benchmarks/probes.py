@@ -135,15 +135,14 @@ def order(model: Model, tok: Tokenizer, config: Config, count: int, params: dict
     return rows
 
 
-def cycle_distance(context: str, a: str, node: str) -> int | None:
-    """How many edges on from a the node lies on the depo cycle (0 for a itself); None off the graph."""
+def cycle_distances(context: str, a: str) -> dict[str, int]:
+    """Every node of the depo cycle by how many edges on from a it lies (a itself at 0)."""
     words = context.split()
-    succ, here = dict(zip(words[0::2], words[1::2])), a
+    succ, here, dist = dict(zip(words[0::2], words[1::2])), a, {}
     for d in range(len(succ)):
-        if here == node:
-            return d
+        dist[here] = d
         here = succ[here]
-    return None
+    return dist
 
 
 def guesses(model: Model, tok: Tokenizer, config: Config, count: int, params: dict) -> dict:
@@ -153,11 +152,12 @@ def guesses(model: Model, tok: Tokenizer, config: Config, count: int, params: di
     h, rows = params["hops"][0], {}
     with torch.no_grad():
         for examples, batch in batches(config, tok, count, params):
-            asked = [(e.context, q.text.split()[1], len(e.context.split()) // 2) for e in examples for q in e.questions]
+            # per question, the cycle's distances from a, read once for every N
+            asked = [cycle_distances(e.context, q.text.split()[1]) for e in examples for q in e.questions]
             for n in PASSES:
                 guess = answer_logits(model, batch, consolidate(model, batch, n)).argmax(-1).tolist()
-                for (context, a, m), g in zip(asked, guess):
-                    d = cycle_distance(context, a, tok.decode([g]))
+                for dist, g in zip(asked, guess):
+                    m, d = len(dist), dist.get(tok.decode([g]))
                     label = "other" if d is None else "right" if d == h % m else "a" if d == 0 else \
                         f"+{d}" if d <= m // 2 else f"-{m - d}"
                     r = rows.setdefault((n, m, f"{1 / max(m - h, 1):.3f}"), {})

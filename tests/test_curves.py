@@ -4,6 +4,7 @@ import json
 import pytest
 
 pytest.importorskip("matplotlib")
+pytest.importorskip("torch")  # curves reads --passes with export.train's parser
 
 from benchmarks.curves import curve  # noqa: E402
 
