@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.probes order models/facts      # 2-hop accuracy by statement order
     .venv/bin/python -m benchmarks.probes guesses runs/depo-h2-n1 --nodes 5-10  # what depo's 2-hop answers are
     .venv/bin/python -m benchmarks.probes guesses runs/depo-h4-n3 --nodes 8-10 --hops 4  # and its 4-hop ones
+    .venv/bin/python -m benchmarks.probes order runs/depo-h4-n3 --passes 1,3,4   # at the trained N = 3 too
     .venv/bin/python -m benchmarks.probes steps runs/r110-t8-tied   # rule110 at every t up to the model's
     .venv/bin/python -m benchmarks.probes steps RUN --t 3,6,9,12,15,18 --n-max 6   # and beyond it
     .venv/bin/python -m benchmarks.probes cells runs/r110-w-dense --t 2   # rule110 at every cell index
@@ -26,7 +27,7 @@ nodes on the way alone is right 1/(M - h) of the time.
 `q<i> c<j>` (index 0 as `q<i>`), for N = 1 to --n-max: does the state hold the whole ring (entry 18)?
 
 All run the training code's batches (export.train) on fresh examples (seeds 100..), N = 1, 2, 4
-(`steps`: 1 to 4).
+(or --passes; `steps` and `cells`: 1 to --n-max).
 """
 from __future__ import annotations
 
@@ -96,12 +97,13 @@ def table(rows: dict, first: list[str]) -> str:
     return "\n".join(lines)
 
 
-def layers(model: Model, tok: Tokenizer, config: Config, count: int, params: dict) -> dict:
+def layers(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
+           passes: tuple[int, ...] = PASSES) -> dict:
     rows = {}
     gdn = config.args.gdn_layers
     with torch.no_grad():
         for _, batch in batches(config, tok, count, params):
-            for n in PASSES:
+            for n in passes:
                 S = consolidate(model, batch, n)
                 for keep, name in [(set(gdn), "all")] + [({i}, f"only layer {i}") for i in gdn]:
                     kept = [s if i in keep else torch.zeros_like(s) for i, s in zip(gdn, S)]
@@ -123,14 +125,15 @@ def second_fact_first(example: Example, question: str) -> bool | None:
     return None
 
 
-def order(model: Model, tok: Tokenizer, config: Config, count: int, params: dict) -> dict:
+def order(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
+          passes: tuple[int, ...] = PASSES) -> dict:
     rows = {}
     with torch.no_grad():
         for examples, batch in batches(config, tok, count, params):
             first = [second_fact_first(e, q.text) for e in examples for q in e.questions]
             labels = [None if f is None else ("second fact stated first" if f else "second fact stated after")
                       for f in first]
-            for n in PASSES:
+            for n in passes:
                 tally(rows, (n,), accuracy(model, batch, consolidate(model, batch, n)), labels)
     return rows
 
@@ -145,7 +148,8 @@ def cycle_distances(context: str, a: str) -> dict[str, int]:
     return dist
 
 
-def guesses(model: Model, tok: Tokenizer, config: Config, count: int, params: dict) -> dict:
+def guesses(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
+            passes: tuple[int, ...] = PASSES) -> dict:
     """depo, h = params["hops"][0], by graph size M: where on the cycle the answer lands, as its
     distance from a ("+h" is right, "-1" the node before a). A model that rules out a and the
     h - 1 nodes on the way is right 1/(M - h) of the time; above that, it composes."""
@@ -154,7 +158,7 @@ def guesses(model: Model, tok: Tokenizer, config: Config, count: int, params: di
         for examples, batch in batches(config, tok, count, params):
             # per question, the cycle's distances from a, read once for every N
             asked = [cycle_distances(e.context, q.text.split()[1]) for e in examples for q in e.questions]
-            for n in PASSES:
+            for n in passes:
                 guess = answer_logits(model, batch, consolidate(model, batch, n)).argmax(-1).tolist()
                 for dist, g in zip(asked, guess):
                     m, d = len(dist), dist.get(tok.decode([g]))
@@ -206,6 +210,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=4, help="batches of 64 examples")
     ap.add_argument("--nodes", help="depo: the graph sizes M, e.g. 5-10 (default: the task's 8-24)")
     ap.add_argument("--hops", type=int, default=2, help="guesses: the h to ask about")
+    ap.add_argument("--passes", default=",".join(map(str, PASSES)),
+                    help="layers, order, guesses: the N to compare, e.g. 1,3,4 (default: %(default)s)")
     ap.add_argument("--t", help="steps, cells: the t to ask about, e.g. 3,6,9,12,15 (default: steps 1 to the "
                                 "model's, cells the model's)")
     ap.add_argument("--n-max", type=int, default=4, help="steps, cells: passes from 1 to this")
@@ -224,9 +230,10 @@ def main() -> None:
     if args.probe == "guesses":
         params["hops"] = [args.hops]
     probe = {"layers": layers, "order": order, "guesses": guesses, "steps": steps, "cells": cells}[args.probe]
-    extra = {}
     if args.probe in ("steps", "cells"):
         extra = {"ts": [int(t) for t in args.t.split(",")] if args.t else None, "n_max": args.n_max}
+    else:
+        extra = {"passes": tuple(int(n) for n in args.passes.split(","))}
     rows = probe(model, tok, config, args.batches, params, **extra)
     what = f"share of h = {args.hops} answers" if args.probe == "guesses" else "accuracy"
     print(f"{args.model}: {what} (questions), {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")

@@ -80,3 +80,21 @@ def test_cells_probe_asks_every_index(tmp_path):
     assert all(set(r) == {"N=1", "N=2"} and all(n == 256 for _, n in r.values()) for r in rows.values())
     with pytest.raises(ValueError, match="no cell words"):
         cells(*load(Path(__file__).parents[1] / "models" / "rule110"), 1, {"steps": 4})
+
+
+def test_depo_probes_take_the_passes_to_compare():
+    """The shipped depo (trained at N = 3) through `order` and `guesses` at the N asked for: a row
+    per N, every answer labelled once, and at its trained depth it composes 4 hops on the training
+    sizes well above ruling out the nodes on the way (1/(M - 4), at most 0.25 here)."""
+    from pathlib import Path
+
+    from benchmarks.probes import guesses, load, order
+
+    model, tok, config = load(Path(__file__).parents[1] / "models" / "depo")
+    params = {"hops": [1, 2], "nodes": (8, 10)}
+    assert [k[0] for k in order(model, tok, config, 1, params, passes=(1, 3))] == [1, 3]
+    rows = guesses(model, tok, config, 1, {**params, "hops": [4]}, passes=(3,))
+    assert {k[0] for k in rows} == {3} and {k[1] for k in rows} <= {8, 9, 10}
+    assert all(sum(v for v, _ in r.values()) == n for r in rows.values() for _, n in r.values())
+    right = sum(r.get("right", [0])[0] for r in rows.values())
+    assert right / sum(next(iter(r.values()))[1] for r in rows.values()) > 0.4
