@@ -237,8 +237,8 @@ def main() -> None:
     rows = probe(model, tok, config, args.batches, params, **extra)
     what = f"share of h = {args.hops} answers" if args.probe == "guesses" else "accuracy"
     print(f"{args.model}: {what} (questions), {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
-    first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", f"1/(M-{args.hops})"], "steps": ["N"],
-             "cells": ["t", "cell"]}
+    first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", f"1/(M-{args.hops})"],
+             "steps": ["N"], "cells": ["t", "cell"]}
     print(table(rows, first[args.probe]))
 
 
