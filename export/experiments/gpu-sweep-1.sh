@@ -12,8 +12,7 @@ set -u
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 R=/tmp/runs; mkdir -p $R "$OUT"
 T0=$(date +%s); END=$((T0 + ${TOTAL_S:-500}))
-nvidia-smi -L; python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())" || exit 1
-PY=python3; source "$(dirname "$0")/lease.sh"; start_mps
+PY=python3; source "$(dirname "$0")/lease.sh"; start_lease
 
 train() {  # train NAME MINUTES ARGS...: one background run, its output in $R/NAME.out
   local name=$1 min=$2; shift 2

@@ -18,8 +18,7 @@ set -u
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 PY=${PY:-python3}; R=${RUNS:-/tmp/runs}; MIN=${MINUTES:-7.5}
 mkdir -p $R "$OUT"
-nvidia-smi -L 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())" || exit 1
-source "$(dirname "$0")/lease.sh"; start_mps
+source "$(dirname "$0")/lease.sh"; start_lease
 
 train() {  # train NAME SEED INIT ARGS...: one background run, its output in $R/NAME.out
   local name=$1 seed=$2 init=$3; shift 3
