@@ -15,6 +15,7 @@
 # branches each of those six again, on a fresh cosine; the dense runs had not left level 1.
 # Usage, from the repo root:  OUT=/some/dir bash export/experiments/gpu-sweep-3.sh [stage2]
 # $OUT gets the runs (weights only, logs, args) in two archives and the sweep's log.
+# A smoke test on a CPU first: OUT=/tmp/o RUNS=/tmp/r PY=.venv/bin/python STEPS=2 MINUTES=0.2 bash ...
 set -u
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 PY=${PY:-python3}; R=${RUNS:-/tmp/runs}; MIN=${MINUTES:-6.5}
