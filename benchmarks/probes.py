@@ -8,6 +8,7 @@
     .venv/bin/python -m benchmarks.probes steps runs/r110-t8-tied   # rule110 at every t up to the model's
     .venv/bin/python -m benchmarks.probes steps RUN --t 3,6,9,12,15,18 --n-max 6   # and beyond it
     .venv/bin/python -m benchmarks.probes cells runs/r110-w-dense --t 2   # rule110 at every cell index
+    .venv/bin/python -m benchmarks.probes ring runs/r110-k3climb2-s31 --t 0,3,6 --batches 8  # in the features
 
 `layers`: accuracy per question kind when each GDN layer's fast weights are zeroed at question
 time, the other layer's kept: which layer holds the context.
@@ -25,6 +26,9 @@ nodes on the way alone is right 1/(M - h) of the time.
 (notebook entry 14), and do passes past the trained ones go on (entry 17)?
 `cells` (rule110, models trained with `--param cells=k`): accuracy at every cell index, asked as
 `q<i> c<j>` (index 0 as `q<i>`), for N = 1 to --n-max: does the state hold the whole ring (entry 18)?
+`ring` (rule110): after each pass over a string's window, can a linear readout of the features at
+one position tell a cell's value at step t (and at which position)? Which cells' t = 3 values
+does pass 1 leave for pass 2, and does pass 1 already hold the next level's answer (entry 20)?
 
 All run the training code's batches (export.train) on fresh examples (seeds 100..), N = 1, 2, 4
 (or --passes; `steps` and `cells`: 1 to --n-max).
@@ -92,7 +96,8 @@ def table(rows: dict, first: list[str]) -> str:
     columns = sorted({c for r in rows.values() for c in r}, key=kind_order)
     lines = ["| " + " | ".join(first + columns) + " |", "|" + "---|" * (len(first) + len(columns))]
     for key, r in rows.items():
-        cells = [f"{r[c][0] / r[c][1]:.3f} ({r[c][1]})" if c in r else "" for c in columns]
+        cells = [r[c] if isinstance(r.get(c), str) else f"{r[c][0] / r[c][1]:.3f} ({r[c][1]})" if c in r else ""
+                 for c in columns]
         lines.append("| " + " | ".join([*map(str, key), *cells]) + " |")
     return "\n".join(lines)
 
@@ -203,25 +208,69 @@ def cells(model: Model, tok: Tokenizer, config: Config, count: int, params: dict
     return dict(sorted(rows.items()))
 
 
+def ring(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
+         ts: list[int] | None = None, n_max: int = 4) -> dict:
+    """rule110: which cells' values at step t the features hold after each pass over a string's
+    window. For every cell and position, a linear readout of the cell at step t from the features
+    at that position after pass N (least squares, fit on the first half of the strings); the cell's
+    score is its best position's accuracy (best on the fitting half, scored on the other half).
+    Every window gets n_max passes. A row per (t, cell), a column per N ("accuracy @position")
+    and the majority class."""
+    rule = get_task("rule110")
+    one = tok.vocab["1"]
+    feats, strings = {n: [] for n in range(1, n_max + 1)}, []
+    with torch.no_grad():
+        for _, batch in batches(config, tok, count, {"steps": 0}):
+            tokens, mask = batch["tokens"], batch["mask"]
+            S = model.empty_state(tokens.shape[0])
+            for w in range(tokens.shape[1]):
+                digits = (tokens[0, w] == one) | (tokens[0, w] == tok.vocab["0"])  # <w> opens a window
+                h = model.embed(tokens[:, w])
+                for n in feats:
+                    h, S = model.window(h, S, mask[:, w])
+                    feats[n].append(h[:, digits].numpy())
+                strings.append((tokens[:, w][:, digits] == one).numpy().astype(int))
+    strings = np.concatenate(strings)  # (strings, cells)
+    half = len(strings) // 2
+    X = {n: np.concatenate(f) for n, f in feats.items()}  # (strings, positions, d)
+    X = {n: np.concatenate([x, np.ones(x.shape[:2] + (1,))], -1) for n, x in X.items()}
+    rows = {}
+    for t in ts or range(params["steps"] + 1):
+        target = strings
+        for _ in range(t):
+            target = rule.step(target)
+        for c, p1 in enumerate(target[half:].mean(0)):
+            rows[(t, c)] = {"majority class": f"{max(p1, 1 - p1):.3f}"}
+        for n, x in X.items():
+            fit, score = [], []  # (positions, cells) each
+            for pos in range(x.shape[1]):
+                w = np.linalg.lstsq(x[:half, pos], target[:half] - 0.5, rcond=None)[0]
+                fit.append(((x[:half, pos] @ w > 0) == target[:half]).mean(0))
+                score.append(((x[half:, pos] @ w > 0) == target[half:]).mean(0))
+            for c, pos in enumerate(np.argmax(fit, 0)):
+                rows[(t, c)][f"N={n}"] = f"{score[pos][c]:.3f} @{pos}"
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("probe", choices=["layers", "order", "guesses", "steps", "cells"])
+    ap.add_argument("probe", choices=["layers", "order", "guesses", "steps", "cells", "ring"])
     ap.add_argument("model", type=Path, help="a model directory, or a training run's folder")
     ap.add_argument("--batches", type=int, default=4, help="batches of 64 examples")
     ap.add_argument("--nodes", help="depo: the graph sizes M, e.g. 5-10 (default: the task's 8-24)")
     ap.add_argument("--hops", type=int, default=2, help="guesses: the h to ask about")
     ap.add_argument("--passes", default=",".join(map(str, PASSES)),
                     help="layers, order, guesses: the N to compare, e.g. 1,3,4 (default: %(default)s)")
-    ap.add_argument("--t", help="steps, cells: the t to ask about, e.g. 3,6,9,12,15 (default: steps 1 to the "
-                                "model's, cells the model's)")
-    ap.add_argument("--n-max", type=int, default=4, help="steps, cells: passes from 1 to this")
+    ap.add_argument("--t", help="steps, cells, ring: the t to ask about, e.g. 3,6,9,12,15 (default: steps 1 "
+                                "to the model's, ring 0 to it, cells the model's)")
+    ap.add_argument("--n-max", type=int, default=4, help="steps, cells, ring: passes from 1 to this")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, tok, config = load(args.model)
     name = config.task["name"]
     fits = {"layers": ("facts", "depo", "rule110"), "order": ("facts", "depo"), "guesses": ("depo",), "steps": ("rule110",),
-            "cells": ("rule110",)}
+            "cells": ("rule110",), "ring": ("rule110",)}
     if name not in fits[args.probe]:
         ap.error(f"{args.probe}: not a probe for {name} (only {', '.join(fits[args.probe])})")
     params = dict(PARAMS.get(name) or get_task(name).eval_params(config.task))
@@ -229,16 +278,18 @@ def main() -> None:
         params["nodes"] = parse_params([f"nodes={args.nodes}"])["nodes"]
     if args.probe == "guesses":
         params["hops"] = [args.hops]
-    probe = {"layers": layers, "order": order, "guesses": guesses, "steps": steps, "cells": cells}[args.probe]
-    if args.probe in ("steps", "cells"):
+    probe = {"layers": layers, "order": order, "guesses": guesses, "steps": steps, "cells": cells,
+             "ring": ring}[args.probe]
+    if args.probe in ("steps", "cells", "ring"):
         extra = {"ts": [int(t) for t in args.t.split(",")] if args.t else None, "n_max": args.n_max}
     else:
         extra = {"passes": tuple(int(n) for n in args.passes.split(","))}
     rows = probe(model, tok, config, args.batches, params, **extra)
-    what = f"share of h = {args.hops} answers" if args.probe == "guesses" else "accuracy"
-    print(f"{args.model}: {what} (questions), {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
+    what = {"guesses": f"share of h = {args.hops} answers (questions)",
+            "ring": "linear readout of each cell from the features (accuracy @its best position)"}.get(args.probe, "accuracy (questions)")
+    print(f"{args.model}: {what}, {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
     first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", f"1/(M-{args.hops})"],
-             "steps": ["N"], "cells": ["t", "cell"]}
+             "steps": ["N"], "cells": ["t", "cell"], "ring": ["t", "cell"]}
     print(table(rows, first[args.probe]))
 
 

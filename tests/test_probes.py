@@ -82,6 +82,24 @@ def test_cells_probe_asks_every_index(tmp_path):
         cells(*load(Path(__file__).parents[1] / "models" / "rule110"), 1, {"steps": 4})
 
 
+def test_ring_probe_reads_cells_from_the_features():
+    """The shipped rule110 (t = 4) through the `ring` probe: a row per (t, cell) for all 24 cells.
+    Every cell's own token is read back from the features (t = 0), and cell 0 at the model's t is
+    read at the window's last position, where the whole string is in view, well above the
+    majority class."""
+    from pathlib import Path
+
+    from benchmarks.probes import load, ring
+
+    model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
+    rows = ring(model, tok, config, 2, {"steps": 4}, ts=[0, 4], n_max=1)
+    assert list(rows) == [(t, c) for t in (0, 4) for c in range(24)]
+    assert all(set(r) == {"N=1", "majority class"} for r in rows.values())
+    assert all(float(rows[(0, c)]["N=1"].split()[0]) >= 0.95 for c in range(24))
+    read, position = rows[(4, 0)]["N=1"].split()
+    assert position == "@23" and float(read) > float(rows[(4, 0)]["majority class"]) + 0.2
+
+
 def test_depo_probes_take_the_passes_to_compare():
     """The shipped depo (trained at N = 3) through `order` and `guesses` at the N asked for: a row
     per N, every answer labelled once, and at its trained depth it composes 4 hops on the training
