@@ -31,7 +31,7 @@ one position tell a cell's value at step t (and at which position)? Which cells'
 does pass 1 leave for pass 2, and does pass 1 already hold the next level's answer (entry 20)?
 
 All run the training code's batches (export.train) on fresh examples (seeds 100..), N = 1, 2, 4
-(or --passes; `steps` and `cells`: 1 to --n-max).
+(or --passes; `steps`, `cells` and `ring`: 1 to --n-max).
 """
 from __future__ import annotations
 
@@ -269,8 +269,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, tok, config = load(args.model)
     name = config.task["name"]
-    fits = {"layers": ("facts", "depo", "rule110"), "order": ("facts", "depo"), "guesses": ("depo",), "steps": ("rule110",),
-            "cells": ("rule110",), "ring": ("rule110",)}
+    fits = {"layers": ("facts", "depo", "rule110"), "order": ("facts", "depo"), "guesses": ("depo",),
+            "steps": ("rule110",), "cells": ("rule110",), "ring": ("rule110",)}
     if name not in fits[args.probe]:
         ap.error(f"{args.probe}: not a probe for {name} (only {', '.join(fits[args.probe])})")
     params = dict(PARAMS.get(name) or get_task(name).eval_params(config.task))
@@ -286,7 +286,8 @@ def main() -> None:
         extra = {"passes": tuple(int(n) for n in args.passes.split(","))}
     rows = probe(model, tok, config, args.batches, params, **extra)
     what = {"guesses": f"share of h = {args.hops} answers (questions)",
-            "ring": "linear readout of each cell from the features (accuracy @its best position)"}.get(args.probe, "accuracy (questions)")
+            "ring": "linear readout of each cell from the features (accuracy @its best position)"}
+    what = what.get(args.probe, "accuracy (questions)")
     print(f"{args.model}: {what}, {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
     first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", f"1/(M-{args.hops})"],
              "steps": ["N"], "cells": ["t", "cell"], "ring": ["t", "cell"]}
