@@ -101,18 +101,19 @@ def test_ring_probe_reads_cells_from_the_features():
 
 
 def test_depo_probes_take_the_passes_to_compare():
-    """The shipped depo (trained at N = 3) through `order` and `guesses` at the N asked for: a row
-    per N, every answer labelled once, and at its trained depth it composes 4 hops on the training
-    sizes well above ruling out the nodes on the way (1/(M - 4), at most 0.25 here)."""
+    """The shipped depo through `order` and `guesses` at the N asked for: a row per N, every answer
+    labelled once, and at its trained depth it composes 4 hops on 8-10 node graphs well above
+    ruling out the nodes on the way (1/(M - 4), at most 0.25 here)."""
     from pathlib import Path
 
     from benchmarks.probes import guesses, load, order
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "depo")
+    (n,) = config.passes
     params = {"hops": [1, 2], "nodes": (8, 10)}
-    assert [k[0] for k in order(model, tok, config, 1, params, passes=(1, 3))] == [1, 3]
-    rows = guesses(model, tok, config, 1, {**params, "hops": [4]}, passes=(3,))
-    assert {k[0] for k in rows} == {3} and {k[1] for k in rows} <= {8, 9, 10}
+    assert [k[0] for k in order(model, tok, config, 1, params, passes=(1, n))] == [1, n]
+    rows = guesses(model, tok, config, 1, {**params, "hops": [4]}, passes=(n,))
+    assert {k[0] for k in rows} == {n} and {k[1] for k in rows} <= {8, 9, 10}
     assert all(sum(v for v, _ in r.values()) == n for r in rows.values() for _, n in r.values())
     right = sum(r.get("right", [0])[0] for r in rows.values())
     assert right / sum(next(iter(r.values()))[1] for r in rows.values()) > 0.4
