@@ -109,11 +109,11 @@ def test_depo_probes_take_the_passes_to_compare():
     from benchmarks.probes import guesses, load, order
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "depo")
-    (n,) = config.passes
+    (depth,) = config.passes
     params = {"hops": [1, 2], "nodes": (8, 10)}
-    assert [k[0] for k in order(model, tok, config, 1, params, passes=(1, n))] == [1, n]
-    rows = guesses(model, tok, config, 1, {**params, "hops": [4]}, passes=(n,))
-    assert {k[0] for k in rows} == {n} and {k[1] for k in rows} <= {8, 9, 10}
+    assert [k[0] for k in order(model, tok, config, 1, params, passes=(1, depth))] == [1, depth]
+    rows = guesses(model, tok, config, 1, {**params, "hops": [4]}, passes=(depth,))
+    assert {k[0] for k in rows} == {depth} and {k[1] for k in rows} <= {8, 9, 10}
     assert all(sum(v for v, _ in r.values()) == n for r in rows.values() for _, n in r.values())
     right = sum(r.get("right", [0])[0] for r in rows.values())
     assert right / sum(next(iter(r.values()))[1] for r in rows.values()) > 0.4
