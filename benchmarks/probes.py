@@ -236,9 +236,7 @@ def ring(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
     X = {n: np.concatenate([x, np.ones(x.shape[:2] + (1,))], -1) for n, x in X.items()}
     rows = {}
     for t in ts or range(params["steps"] + 1):
-        target = strings
-        for _ in range(t):
-            target = rule.step(target)
+        target = rule.evolve(strings, t)
         for c, p1 in enumerate(target[half:].mean(0)):
             rows[(t, c)] = {"majority class": f"{max(p1, 1 - p1):.3f}"}
         for n, x in X.items():

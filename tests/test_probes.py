@@ -102,14 +102,14 @@ def test_ring_probe_reads_cells_from_the_features():
 
 def test_depo_probes_take_the_passes_to_compare():
     """The shipped depo through `order` and `guesses` at the N asked for: a row per N, every answer
-    labelled once, and at its trained depth it composes 4 hops on 8-10 node graphs well above
+    labelled once, and at its deepest trained N it composes 4 hops on 8-10 node graphs well above
     ruling out the nodes on the way (1/(M - 4), at most 0.25 here)."""
     from pathlib import Path
 
     from benchmarks.probes import guesses, load, order
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "depo")
-    (depth,) = config.passes
+    depth = max(config.passes)
     params = {"hops": [1, 2], "nodes": (8, 10)}
     assert [k[0] for k in order(model, tok, config, 1, params, passes=(1, depth))] == [1, depth]
     rows = guesses(model, tok, config, 1, {**params, "hops": [4]}, passes=(depth,))

@@ -26,6 +26,13 @@ def step(cells: np.ndarray) -> np.ndarray:
     return (110 >> (4 * left + 2 * cells + right)) & 1
 
 
+def evolve(cells: np.ndarray, steps: int) -> np.ndarray:
+    """The cells after `steps` steps; all strings at once, since training batches draw thousands."""
+    for _ in range(steps):
+        cells = step(cells)
+    return cells
+
+
 def kinds(steps: int) -> tuple[str, ...]:
     return (f"t={steps}",)
 
@@ -38,9 +45,7 @@ def sample(rng: np.random.Generator, steps: int = 4, cells: int = 0) -> Example:
     """`cells`: how many other cells (distinct indexes drawn from 1-23) each string is also asked
     about, after its index-0 question."""
     strings = rng.integers(0, 2, size=(STRINGS, CELLS))
-    final = strings
-    for _ in range(steps):  # all strings at once: training batches draw thousands of these
-        final = step(final)
+    final = evolve(strings, steps)
     questions = []
     for i, s in enumerate(final, 1):
         questions.append(Question(f"q{i}", str(int(s[0])), f"t={steps}"))
