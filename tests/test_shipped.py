@@ -1,6 +1,7 @@
 """The shipped models, end to end through the public API, on fresh held-out data (a seed that
 no card or training run used): what the cards claim reproduces, deeper sleep answers what
 light sleep cannot, and a forgotten fact is no longer recalled."""
+import functools
 import json
 
 import numpy as np
@@ -16,9 +17,10 @@ SEED = 99
 MODELS = sorted(p.name for p in SHIPPED.iterdir() if (p / "metrics.json").exists())
 
 
-def accuracy(model: str, passes: int, examples: int) -> tuple[dict[str, float], dict[str, int]]:
-    """Per question kind, each question asked on its own from the consolidated fast weights; and
-    how many questions of each kind were asked."""
+@functools.cache  # several tests read the same model at the same depth, on the same examples
+def answers(model: str, passes: int, examples: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Per question kind, how many were answered right and how many were asked, each question
+    asked on its own from the consolidated fast weights."""
     with edgesleep.open(SHIPPED / model, passes=passes) as rt:
         task = get_task(rt.config.task["name"])
         rng = np.random.default_rng(SEED)
@@ -31,7 +33,12 @@ def accuracy(model: str, passes: int, examples: int) -> tuple[dict[str, float], 
             for q, a in zip(ex.questions, got):
                 right[q.kind] = right.get(q.kind, 0) + (a == q.answer)
                 total[q.kind] = total.get(q.kind, 0) + 1
-    return {k: right[k] / total[k] for k in total}, total
+    return right, total
+
+
+def accuracy(model: str, passes: int, examples: int) -> dict[str, float]:
+    right, total = answers(model, passes, examples)
+    return {k: right[k] / total[k] for k in total}
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -43,7 +50,7 @@ def test_card_reproduces_on_fresh_data(model):
     kind (1-hop, or rule110's one cell) far above chance."""
     card = json.loads((SHIPPED / model / "metrics.json").read_text())
     for n in (1, 4):
-        acc, asked = accuracy(model, n, examples=20)
+        acc, asked = accuracy(model, n, examples=20), answers(model, n, examples=20)[1]
         for kind, claimed in card["accuracy"][str(n)].items():
             if card["counts"][kind] >= 50:  # rarer kinds are too noisy on 20 examples
                 margin = max(0.15, 4 * (claimed * (1 - claimed) / asked[kind]) ** 0.5)
@@ -54,9 +61,9 @@ def test_deep_sleep_answers_two_hop_questions_light_sleep_cannot():
     """The project's claim on its own models: on 2-hop questions about evicted context,
     models/facts slept at N=4 beats itself at N=1, and beats models/facts-n1 (trained with N=1
     only, the paper's baseline) at N=1."""
-    deep = accuracy("facts", 4, examples=40)[0]["2-hop"]
-    light = accuracy("facts", 1, examples=40)[0]["2-hop"]
-    baseline = accuracy("facts-n1", 1, examples=40)[0]["2-hop"]
+    deep = accuracy("facts", 4, examples=40)["2-hop"]
+    light = accuracy("facts", 1, examples=40)["2-hop"]
+    baseline = accuracy("facts-n1", 1, examples=40)["2-hop"]
     assert deep > light + 0.1, (deep, light)
     assert deep > baseline + 0.1, (deep, baseline)
 
@@ -65,10 +72,10 @@ def test_deep_sleep_answers_four_hop_questions_one_pass_cannot():
     """The issue's depo target on the shipped pair: models/depo slept at N=4 answers 4-hop
     questions about evicted context at least 15 points above models/depo-n1 (trained at N=1 for
     the same FLOPs) at N=1; and, being anytime, it already answers most 2-hop questions at N=2."""
-    deep = accuracy("depo", 4, examples=20)[0]["h=4"]
-    baseline = accuracy("depo-n1", 1, examples=20)[0]["h=4"]
+    deep = accuracy("depo", 4, examples=20)["h=4"]
+    baseline = accuracy("depo-n1", 1, examples=20)["h=4"]
     assert deep > baseline + 0.15, (deep, baseline)
-    assert accuracy("depo", 2, examples=20)[0]["h=2"] > 0.75
+    assert accuracy("depo", 2, examples=20)["h=2"] > 0.75
 
 
 @pytest.mark.parametrize("passes", [1, 4])
@@ -76,7 +83,7 @@ def test_depo_recalls_every_edge_after_eviction(passes):
     """1-hop recall on depo from the fast weights alone, light and deep: the window token and
     pi-scaled RoPE let the model tell where an edge starts (notebook entry 9); without them it
     stayed near 0.70."""
-    assert accuracy("depo", passes, examples=20)[0]["h=1"] >= 0.95
+    assert accuracy("depo", passes, examples=20)["h=1"] >= 0.95
 
 
 def test_forgotten_fact_is_no_longer_recalled(tmp_path):
