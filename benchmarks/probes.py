@@ -9,6 +9,7 @@
     .venv/bin/python -m benchmarks.probes steps RUN --t 3,6,9,12,15,18 --n-max 6   # and beyond it
     .venv/bin/python -m benchmarks.probes cells runs/r110-w-dense --t 2   # rule110 at every cell index
     .venv/bin/python -m benchmarks.probes ring runs/r110-k3climb2-s31 --t 0,3,6 --batches 8  # in the features
+    .venv/bin/python -m benchmarks.probes head runs/r110-k2-ring --t 2 --n-max 4   # the ring the LM head reads
 
 `layers`: accuracy per question kind when each GDN layer's fast weights are zeroed at question
 time, the other layer's kept: which layer holds the context.
@@ -29,6 +30,9 @@ nodes on the way alone is right 1/(M - h) of the time.
 `ring` (rule110): after each pass over a string's window, can a linear readout of the features at
 one position tell a cell's value at step t (and at which position)? Which cells' t = 3 values
 does pass 1 leave for pass 2, and does pass 1 already hold the next level's answer (entry 20)?
+`head` (rule110, models trained with `--ring-loss`, K steps per pass given as --t K): after pass N,
+the LM head's reading of the features at position p, scored against cell p - K N at step K N, the
+layout that loss trains. Does a pass past the trained ones carry the ring on (entry 24)?
 
 All run the training code's batches (export.train) on fresh examples (seeds 100..), N = 1, 2, 4
 (or --passes; `steps`, `cells` and `ring`: 1 to --n-max).
@@ -49,7 +53,7 @@ from edgesleep.tasks import Example, get_task, kind_order
 from edgesleep.tokenizer import Tokenizer
 from export.model import Model
 from export.build import load_run, task_config
-from export.train import answer_logits, consolidate, make_batch, parse_params, run_tokenizer
+from export.train import answer_logits, consolidate, make_batch, parse_params, ring_target, run_tokenizer
 
 PASSES = (1, 2, 4)
 PARAMS = {"depo": {"hops": [1, 2]}}  # the kinds these probes are about; other tasks: their eval params
@@ -250,9 +254,29 @@ def ring(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
     return rows
 
 
+def head(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
+         ts: list[int] | None = None, n_max: int = 4) -> dict:
+    """rule110: after pass N, the LM head's argmax at position p against cell p - K N at step K N
+    (export.train's ring_loss layout), K = ts[0]. A row per block of four positions, a column per N."""
+    (k,) = ts or [1]
+    one = tok.vocab["1"]
+    rows = {}
+    with torch.no_grad():
+        for _, batch in batches(config, tok, count, {"steps": 0}):
+            trace = {}
+            consolidate(model, batch, n_max, trace)
+            for w, features in trace.items():
+                for n, h in enumerate(features, 1):
+                    target = ring_target(batch["tokens"][:, w], tok, k * n)
+                    right = (model.logits(h).argmax(-1) == target).numpy()
+                    for p in range(right.shape[1]):
+                        tally(rows, (f"{p - p % 4}-{p - p % 4 + 3}",), right[:, p].tolist(), [f"N={n}"] * len(right))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("probe", choices=["layers", "order", "guesses", "steps", "cells", "ring"])
+    ap.add_argument("probe", choices=["layers", "order", "guesses", "steps", "cells", "ring", "head"])
     ap.add_argument("model", type=Path, help="a model directory, or a training run's folder")
     ap.add_argument("--batches", type=int, default=4, help="batches of 64 examples")
     ap.add_argument("--nodes", help="depo: the graph sizes M, e.g. 5-10 (default: the task's 8-24)")
@@ -260,15 +284,15 @@ def main() -> None:
     ap.add_argument("--passes", default=",".join(map(str, PASSES)),
                     help="layers, order, guesses: the N to compare, e.g. 1,3,4 (default: %(default)s)")
     ap.add_argument("--t", help="steps, cells, ring: the t to ask about, e.g. 3,6,9,12,15 (default: steps 1 "
-                                "to the model's, ring 0 to it, cells the model's)")
-    ap.add_argument("--n-max", type=int, default=4, help="steps, cells, ring: passes from 1 to this")
+                                "to the model's, ring 0 to it, cells the model's); head: the steps per pass")
+    ap.add_argument("--n-max", type=int, default=4, help="steps, cells, ring, head: passes from 1 to this")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, tok, config = load(args.model)
     name = config.task["name"]
     fits = {"layers": ("facts", "depo", "rule110"), "order": ("facts", "depo"), "guesses": ("depo",),
-            "steps": ("rule110",), "cells": ("rule110",), "ring": ("rule110",)}
+            "steps": ("rule110",), "cells": ("rule110",), "ring": ("rule110",), "head": ("rule110",)}
     if name not in fits[args.probe]:
         ap.error(f"{args.probe}: not a probe for {name} (only {', '.join(fits[args.probe])})")
     params = dict(PARAMS.get(name) or get_task(name).eval_params(config.task))
@@ -277,18 +301,20 @@ def main() -> None:
     if args.probe == "guesses":
         params["hops"] = [args.hops]
     probe = {"layers": layers, "order": order, "guesses": guesses, "steps": steps, "cells": cells,
-             "ring": ring}[args.probe]
-    if args.probe in ("steps", "cells", "ring"):
+             "ring": ring, "head": head}[args.probe]
+    if args.probe in ("steps", "cells", "ring", "head"):
         extra = {"ts": [int(t) for t in args.t.split(",")] if args.t else None, "n_max": args.n_max}
     else:
         extra = {"passes": tuple(int(n) for n in args.passes.split(","))}
     rows = probe(model, tok, config, args.batches, params, **extra)
     what = {"guesses": f"share of h = {args.hops} answers (questions)",
-            "ring": "linear readout of each cell from the features (accuracy @its best position)"}
+            "ring": "linear readout of each cell from the features (accuracy @its best position)",
+            "head": f"LM head at each position against cell p - {args.t} N at step {args.t} N (cells)"}
     what = what.get(args.probe, "accuracy (questions)")
     print(f"{args.model}: {what}, {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
     first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", f"1/(M-{args.hops})"],
-             "steps": ["N"], "cells": ["t", "cell"], "ring": ["t", "cell"]}
+             "steps": ["N"], "cells": ["t", "cell"], "ring": ["t", "cell"],
+             "head": ["positions"]}
     print(table(rows, first[args.probe]))
 
 

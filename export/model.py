@@ -327,10 +327,12 @@ class Model(nn.Module):
         return self.norm(h) @ self.embed.weight.T
 
     def sleep(self, tokens: torch.Tensor, S: list[torch.Tensor], passes: int,
-              mask: torch.Tensor | None = None, rule=None):
+              mask: torch.Tensor | None = None, rule=None, trace: list | None = None):
         """Consolidate one window: N passes, S carried over, features fed back. Returns
-        (last features, S)."""
+        (last features, S). `trace`: a list to append each pass's features to."""
         h = self.embed(tokens)
         for _ in range(passes):
             h, S = self.window(h, S, mask, rule)
+            if trace is not None:
+                trace.append(h)
         return h, S

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from edgesleep.tasks import get_task, vocabulary
+from edgesleep.tasks import get_task, rule110, vocabulary
 from edgesleep.tokenizer import Tokenizer
 from edgesleep.config import ModelArgs
 from export.model import Model
@@ -89,15 +89,41 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def consolidate(model: Model, batch: dict, passes) -> list[torch.Tensor]:
+def consolidate(model: Model, batch: dict, passes, trace: dict | None = None) -> list[torch.Tensor]:
     """Algorithm 1's context side: every window gets N passes. `passes` is an int or a callable
-    that draws N for each window."""
+    that draws N for each window. `trace`: a dict to fill with each window's features, a list
+    of one (B, L, d) per pass."""
     tokens, mask = batch["tokens"], batch["mask"]
     S = model.empty_state(tokens.shape[0])
     for w in range(tokens.shape[1]):
         n = passes() if callable(passes) else passes
-        _, S = model.sleep(tokens[:, w], S, n, mask[:, w])
+        _, S = model.sleep(tokens[:, w], S, n, mask[:, w], trace=None if trace is None else trace.setdefault(w, []))
     return S
+
+
+def ring_loss(model: Model, batch: dict, trace: dict, k: int, tok: Tokenizer) -> torch.Tensor:
+    """--ring-loss: after pass n over a string, the features at position p, read through the LM
+    head, should be cell p - k n at step k n (cyclic). So every pass must hand the whole ring on,
+    k steps further, where a cell-0 question rewards only the apex of cell 0's light cone
+    (notebook entry 23). The layout shifts by k a pass because attention is causal: position p
+    then needs only positions p - 2k ... p of the pass before, the same map at every pass. In
+    pass 1 the positions below 2k would need cells not yet seen, so they are left out; later
+    passes can find those through S."""
+    losses = []
+    for w, features in trace.items():
+        for n, h in enumerate(features, 1):
+            keep = slice(2 * k, None) if n == 1 else slice(None)
+            ids = ring_target(batch["tokens"][:, w], tok, k * n)[:, keep]
+            losses.append(F.cross_entropy(model.logits(h[:, keep]).flatten(0, 1), ids.flatten()))
+    return torch.stack(losses).mean()
+
+
+def ring_target(tokens: torch.Tensor, tok: Tokenizer, t: int) -> torch.Tensor:
+    """The token ids of a window of cells (B, 24) after t steps, shifted t places: position p
+    holds cell p - t, as --ring-loss asks after pass n with t = k n."""
+    cells = (tokens == tok.vocab["1"]).long().cpu().numpy()
+    ring = torch.as_tensor(np.roll(rule110.evolve(cells, t), t, axis=1), device=tokens.device)
+    return torch.where(ring == 1, tok.vocab["1"], tok.vocab["0"])
 
 
 def drop_state(S: list[torch.Tensor], p: float, rng: np.random.Generator) -> list[torch.Tensor]:
@@ -278,7 +304,7 @@ def fit(model: Model, opt: torch.optim.Optimizer, args: argparse.Namespace, task
             step += 1
             rec = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "grad_norm": round(gnorm, 3),
                    "s_per_step": round(time.time() - t0, 3), "elapsed": round(time.time() - t_start, 1),
-                   **{k: meta[k] for k in ("level",) if k in meta}}  # --climb's frontier
+                   **{k: meta[k] for k in ("level", "ring_loss") if k in meta}}  # --climb's frontier, --ring-loss
             last = step == args.steps or bool(budget and time.time() - t_start >= budget)
             if step % args.eval_every == 0 or last:
                 rec["eval"] = eval_fn()
@@ -322,6 +348,9 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
                     help="with --steps-per-pass: a level curriculum. Batches draw N from the frontier level F and "
                          "the one below it, F starting at the low end of --passes; F moves up one level when the "
                          "running mean of its batches' loss falls under this value (notebook entry 17)")
+    ap.add_argument("--ring-loss", type=float, default=0.0,
+                    help="with --steps-per-pass: the weight of an auxiliary loss that reads the whole ring, K steps "
+                         "further, from the features after every pass (notebook entry 24)")
     args = ap.parse_args(argv)
     if args.reinit_embed and not args.init:
         ap.error("--reinit-embed redraws rows of a warm start: it needs --init")
@@ -331,6 +360,10 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
         ap.error("--one-pass is the control of the --steps-per-pass curriculum: it needs --steps-per-pass")
     if args.climb and not args.steps_per_pass:
         ap.error("--climb climbs the levels of the --steps-per-pass curriculum: it needs --steps-per-pass")
+    if args.ring_loss and (not args.steps_per_pass or args.one_pass or args.window != rule110.CELLS
+                           or args.window_token):
+        ap.error(f"--ring-loss reads one string per window after each of its passes: it needs --steps-per-pass, "
+                 f"--window {rule110.CELLS} and no --window-token or --one-pass")
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
@@ -395,12 +428,17 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
 
     def loss_fn(batch: dict, rng: np.random.Generator) -> torch.Tensor:
         passes = (1 if args.one_pass else batch["params"]["passes"][0]) if args.steps_per_pass else None
-        S = consolidate(model, batch, passes or (lambda: int(rng.integers(lo, hi + 1))))
+        trace = {} if args.ring_loss else None
+        S = consolidate(model, batch, passes or (lambda: int(rng.integers(lo, hi + 1))), trace)
         if args.drop_state:
             S = drop_state(S, args.drop_state, rng)
         loss = F.cross_entropy(answer_logits(model, batch, S), batch["answers"])
         if args.climb:
             climb(batch["params"]["passes"][0], loss.item())
+        if args.ring_loss:
+            ring = ring_loss(model, batch, trace, args.steps_per_pass, tok)
+            meta["ring_loss"] = round(ring.item(), 4)
+            return loss + args.ring_loss * ring
         return loss
 
     fit(model, opt, args, train_task, tok, train_params, loss_fn, lambda: evaluate(model, held, sorted({1, 2, 4, hi})),

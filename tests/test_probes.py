@@ -100,6 +100,20 @@ def test_ring_probe_reads_cells_from_the_features():
     assert position == "@23" and float(read) > float(rows[(4, 0)]["majority class"]) + 0.2
 
 
+def test_head_probe_scores_every_position_after_every_pass(tmp_path):
+    """A few steps with --ring-loss, then the `head` probe: a row per block of four positions, a
+    column per N, every string's four positions counted once per pass."""
+    from benchmarks.probes import head, load
+    from export.train import main
+
+    main(["--task", "rule110", "--param", "steps=2", "--steps-per-pass", "1", "--passes", "1-2", "--ring-loss", "1",
+          "--out", str(tmp_path), "--steps", "2", "--batch", "2", "--d-model", "32", "--window", "24",
+          "--eval-every", "1000", "--eval-examples", "2", "--threads", "1"])
+    rows = head(*load(tmp_path), 1, {"steps": 2}, ts=[1], n_max=3)
+    assert list(rows) == [(f"{p}-{p + 3}",) for p in range(0, 24, 4)]
+    assert all(set(r) == {"N=1", "N=2", "N=3"} and all(n == 64 * 4 * 4 for _, n in r.values()) for r in rows.values())
+
+
 def test_depo_probes_take_the_passes_to_compare():
     """The shipped depo through `order` and `guesses` at the N asked for: a row per N, every answer
     labelled once, and at its deepest trained N it composes 4 hops on 8-10 node graphs well above

@@ -151,7 +151,7 @@ def test_steps_per_pass_asks_each_batch_about_k_times_its_n(tmp_path, monkeypatc
 
     calls, sample, consolidate = [], rule110.sample, train.consolidate
     monkeypatch.setattr(rule110, "sample", lambda rng, steps, **kw: calls.append(("t", steps)) or sample(rng, steps, **kw))
-    monkeypatch.setattr(train, "consolidate", lambda m, b, n: calls.append(("N", n)) or consolidate(m, b, n))
+    monkeypatch.setattr(train, "consolidate", lambda m, b, n, *t: calls.append(("N", n)) or consolidate(m, b, n, *t))
     main(["--task", "rule110", "--param", "steps=6", "--steps-per-pass", "2", "--passes", "1-3", "--out", str(tmp_path),
           "--steps", "6", "--batch", "4", "--d-model", "32", "--window", "24", "--eval-every", "1000",
           "--eval-examples", "4", "--threads", "1"] + ["--one-pass"] * one_pass)
@@ -184,6 +184,57 @@ def test_steps_per_pass_is_for_rule110(tmp_path):
         main(["--task", "rule110", "--one-pass", "--out", str(tmp_path)])
 
 
+def test_ring_loss_reads_each_pass_as_the_ring_k_steps_on():
+    """--ring-loss's target after pass n at position p is cell p - k n at step k n. Features that
+    are exactly those cells' embeddings (with a sharp final norm) score near zero; the same cells
+    unshifted, or one step short, score far worse. Pass 1's first 2k positions are not scored."""
+    import numpy as np
+    import torch
+
+    from edgesleep.config import ModelArgs
+    from edgesleep.tasks import rule110
+    from export.model import Model
+    from export.train import make_batch, ring_loss, run_tokenizer
+
+    tok = run_tokenizer({"task": "rule110", "param": []})
+    torch.manual_seed(0)
+    model = Model(ModelArgs(vocab_size=len(tok), d_model=32, window=24))
+    with torch.no_grad():
+        model.norm.weight.fill_(200.0)
+    batch = make_batch(rule110, tok, np.random.default_rng(0), 8, 24, {"steps": 2})
+    one, zero, k = tok.vocab["1"], tok.vocab["0"], 2
+
+    def trace(shift: int, short: int = 0) -> dict:
+        out = {}
+        for w in range(batch["tokens"].shape[1]):
+            cells = (batch["tokens"][:, w] == one).long().numpy()
+            out[w] = []
+            for n in (1, 2, 3):
+                ring = torch.as_tensor(np.roll(rule110.evolve(cells, k * n - short), shift * n, axis=1))
+                ids = torch.where(ring == 1, one, zero)
+                if n == 1:
+                    ids[:, : 2 * k] = one + zero - ids[:, : 2 * k]  # wrong where pass 1 cannot know
+                out[w].append(model.embed(ids).detach())
+        return out
+
+    with torch.no_grad():
+        right = ring_loss(model, batch, trace(k), k, tok).item()
+        unshifted = ring_loss(model, batch, trace(0), k, tok).item()
+        behind = ring_loss(model, batch, trace(k, short=1), k, tok).item()
+    assert right < 0.05 and unshifted > 10 * max(right, 0.05) and behind > 10 * max(right, 0.05), (right, unshifted, behind)
+
+
+def test_ring_loss_trains_and_is_logged(tmp_path):
+    main(["--task", "rule110", "--param", "steps=2", "--steps-per-pass", "1", "--passes", "1-2", "--ring-loss", "1",
+          "--out", str(tmp_path), "--steps", "3", "--batch", "2", "--d-model", "32", "--window", "24",
+          "--eval-every", "1000", "--eval-examples", "2", "--threads", "1"])
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 3 and all(0 < r["ring_loss"] < r["loss"] for r in log)
+    for bad in (["--passes", "1-2"], ["--steps-per-pass", "1", "--window-token"], ["--steps-per-pass", "1", "--window", "25"]):
+        with pytest.raises(SystemExit):
+            main(["--task", "rule110", "--ring-loss", "1", "--out", str(tmp_path / "bad"), *bad])
+
+
 def test_warm_start_from_a_shipped_model_keeps_its_lineage(tmp_path):
     """--init takes a model folder: training starts from its weights (the first loss is the
     shipped model's, far below chance), and a model built from the run lists the shipped stages."""
@@ -207,7 +258,7 @@ def test_climb_moves_the_frontier_up_and_resumes_there(tmp_path, monkeypatch):
     import export.train as train
 
     drawn, consolidate = [], train.consolidate
-    monkeypatch.setattr(train, "consolidate", lambda m, b, n: drawn.append(n) or consolidate(m, b, n))
+    monkeypatch.setattr(train, "consolidate", lambda m, b, n, *t: drawn.append(n) or consolidate(m, b, n, *t))
     args = ["--task", "rule110", "--param", "steps=3", "--steps-per-pass", "1", "--passes", "1-3", "--out",
             str(tmp_path), "--batch", "4", "--d-model", "32", "--window", "24", "--eval-every", "1000",
             "--eval-examples", "4", "--threads", "1"]
