@@ -258,6 +258,8 @@ def head(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
          ts: list[int] | None = None, n_max: int = 4) -> dict:
     """rule110: after pass N, the LM head's argmax at position p against cell p - K N at step K N
     (export.train's ring_loss layout), K = ts[0]. A row per block of four positions, a column per N."""
+    if tok.window_id is not None:
+        raise ValueError("head reads models trained with --ring-loss, which have no window token")
     (k,) = ts or [1]
     one = tok.vocab["1"]
     rows = {}
