@@ -35,7 +35,7 @@ the LM head's reading of the features at position p, scored against cell p - K N
 layout that loss trains. Does a pass past the trained ones carry the ring on (entry 24)?
 
 All run the training code's batches (export.train) on fresh examples (seeds 100..), N = 1, 2, 4
-(or --passes; `steps`, `cells` and `ring`: 1 to --n-max).
+(or --passes; `steps`, `cells`, `ring` and `head`: 1 to --n-max).
 """
 from __future__ import annotations
 
@@ -225,13 +225,11 @@ def ring(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
     feats, strings = {n: [] for n in range(1, n_max + 1)}, []
     with torch.no_grad():
         for _, batch in batches(config, tok, count, {"steps": 0}):
-            tokens, mask = batch["tokens"], batch["mask"]
-            S = model.empty_state(tokens.shape[0])
-            for w in range(tokens.shape[1]):
+            trace, tokens = {}, batch["tokens"]
+            consolidate(model, batch, n_max, trace)
+            for w, features in trace.items():
                 digits = (tokens[0, w] == one) | (tokens[0, w] == tok.vocab["0"])  # <w> opens a window
-                h = model.embed(tokens[:, w])
-                for n in feats:
-                    h, S = model.window(h, S, mask[:, w])
+                for n, h in enumerate(features, 1):
                     feats[n].append(h[:, digits].numpy())
                 strings.append((tokens[:, w][:, digits] == one).numpy().astype(int))
     strings = np.concatenate(strings)  # (strings, cells)
@@ -261,7 +259,6 @@ def head(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
     if tok.window_id is not None:
         raise ValueError("head reads models trained with --ring-loss, which have no window token")
     (k,) = ts or [1]
-    one = tok.vocab["1"]
     rows = {}
     with torch.no_grad():
         for _, batch in batches(config, tok, count, {"steps": 0}):
