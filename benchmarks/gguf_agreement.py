@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import edgesleep
+from edgesleep.cli import positive_ints
 from edgesleep.eval import ask
 from edgesleep.models import resolve
 from edgesleep.progress import Progress
@@ -36,7 +37,7 @@ def main() -> None:
     ap.add_argument("--model", default="facts")
     ap.add_argument("--examples", type=int, default=200)
     ap.add_argument("--seed", type=int, default=123)
-    ap.add_argument("--passes", default="1,4")
+    ap.add_argument("--passes", type=positive_ints, default=[1, 4])
     args = ap.parse_args()
     model = resolve(args.model)
     with edgesleep.open(model) as rt:
@@ -48,7 +49,7 @@ def main() -> None:
     kinds = [q.kind for ex in data for q in ex.questions]
     result = {"model": model.name, "examples": args.examples, "seed": args.seed, "questions": len(truth),
               "accuracy": {}, "agreement_with_onnx": {}, "wall_s": {}}
-    runs = [(b, int(n)) for n in args.passes.split(",") for b in BACKENDS]
+    runs = [(b, n) for n in args.passes for b in BACKENDS]
     bar = Progress("backends", len(runs))
     got = {}
     for b, n in runs:

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from edgesleep.cli import positive_ints
 from edgesleep.config import Config
 from edgesleep.tasks import Example, get_task, kind_order
 from edgesleep.tokenizer import Tokenizer
@@ -280,8 +281,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=4, help="batches of 64 examples")
     ap.add_argument("--nodes", help="depo: the graph sizes M, e.g. 5-10 (default: the task's 8-24)")
     ap.add_argument("--hops", type=int, default=2, help="guesses: the h to ask about")
-    ap.add_argument("--passes", default=",".join(map(str, PASSES)),
-                    help="layers, order, guesses: the N to compare, e.g. 1,3,4 (default: %(default)s)")
+    ap.add_argument("--passes", type=positive_ints, default=list(PASSES),
+                    help="layers, order, guesses: the N to compare, e.g. 1,3,4 (default: 1,2,4)")
     ap.add_argument("--t", help="steps, cells, ring: the t to ask about, e.g. 3,6,9,12,15 (default: steps 1 "
                                 "to the model's, ring 0 to it, cells the model's); head: the steps per pass")
     ap.add_argument("--n-max", type=int, default=4, help="steps, cells, ring, head: passes from 1 to this")
@@ -304,7 +305,7 @@ def main() -> None:
     if args.probe in ("steps", "cells", "ring", "head"):
         extra = {"ts": [int(t) for t in args.t.split(",")] if args.t else None, "n_max": args.n_max}
     else:
-        extra = {"passes": tuple(int(n) for n in args.passes.split(","))}
+        extra = {"passes": tuple(args.passes)}
     rows = probe(model, tok, config, args.batches, params, **extra)
     what = {"guesses": f"share of h = {args.hops} answers (questions)",
             "ring": "linear readout of each cell from the features (accuracy @its best position)",

@@ -17,6 +17,17 @@ MAX_INPUT = 64 * 1024 * 1024  # bytes of text one `feed` accepts
 BACKEND_HELP = "onnx (default), gguf (llama.cpp on model.gguf) or gguf:q8_0 (on model.q8_0.gguf)"
 
 
+def positive_ints(spec: str) -> list[int]:
+    """An argparse type for comma lists such as `--passes 1,2,4`."""
+    try:
+        values = [int(v) for v in spec.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{spec!r}: give positive integers, e.g. 1,2,4")
+    return values
+
+
 def open_runtime(args: argparse.Namespace, passes: int | None = None):
     from edgesleep.memory import model_of
     from edgesleep.runtime import Runtime
@@ -41,11 +52,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from edgesleep.eval import evaluate
     from edgesleep.tasks import kind_order
 
-    passes = [int(p) for p in args.passes.split(",")]
-    if any(p < 1 for p in passes):
-        raise ValueError("--passes takes positive integers, e.g. 1,2,4")
-    result = evaluate(args.model, passes, examples=args.examples, seed=args.seed, task=args.task,
-                      backend=args.backend, progress=Progress("eval", args.examples * len(passes)))
+    result = evaluate(args.model, args.passes, examples=args.examples, seed=args.seed, task=args.task,
+                      backend=args.backend, progress=Progress("eval", args.examples * len(args.passes)))
     if args.json:
         print(json.dumps(result, indent=1))
         return
@@ -201,7 +209,7 @@ def parser() -> argparse.ArgumentParser:
 
     e = command("eval", cmd_eval, "held-out accuracy per question kind and number of sleep passes", memory=False)
     e.add_argument("--task", choices=["rule110", "depo", "facts"])
-    e.add_argument("--passes", default="1,2,4")
+    e.add_argument("--passes", type=positive_ints, default=[1, 2, 4])
     e.add_argument("--examples", type=int, default=100)
     e.add_argument("--seed", type=int, default=1234)
     e.add_argument("--json", action="store_true")

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from edgesleep.cli import positive_ints
 from edgesleep.config import Config, ModelArgs
 from edgesleep.eval import evaluate
 from edgesleep.progress import Progress
@@ -155,18 +156,20 @@ attention cache cleared before it.
 """
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, help="the training run to build from")
     ap.add_argument("--out", type=Path, required=True, help="the model directory")
     ap.add_argument("--eval-examples", type=int, default=200)
+    ap.add_argument("--eval-passes", type=positive_ints, default=[1, 2, 4, 8],
+                    help="the passes N the card evaluates at, e.g. 1,2,4,6 (default: 1,2,4,8)")
     ap.add_argument("--card-only", action="store_true", help="re-evaluate --out and rewrite its card")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(2)
     if args.card_only:
-        metrics = write_card(args.out, args.out.name, args.eval_examples)
+        metrics = write_card(args.out, args.out.name, args.eval_examples, tuple(args.eval_passes))
     elif args.run:
-        metrics = build(args.run, args.out, args.eval_examples)
+        metrics = build(args.run, args.out, args.eval_examples, tuple(args.eval_passes))
     else:
         ap.error("give --run, or --card-only")
     print(json.dumps(metrics["accuracy"], indent=1))

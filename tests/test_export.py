@@ -143,3 +143,22 @@ def test_build_refuses_a_model_of_another_vocabulary(tmp_path):
     with pytest.raises(ValueError, match="8 embedding rows"):
         write_model_dir(model, tmp_path, "rule110", [1], {"params": ["steps=2", "cells=3"]})
     assert (tmp_path / "keep").exists()
+
+
+def test_build_cli_evaluates_the_card_at_the_given_passes(tmp_path):
+    """`python -m export.build --eval-passes 1,3`: the card and metrics.json hold exactly those N,
+    and a pass count that is not a positive integer is refused before anything is built."""
+    import json
+
+    from export.build import main as build
+    from export.train import main as train
+
+    run, out = tmp_path / "run", tmp_path / "model"
+    train(["--out", str(run), "--task", "facts", "--steps", "2", "--batch", "2", "--d-model", "32", "--window", "32",
+           "--eval-every", "1000", "--eval-examples", "2", "--threads", "1", "--passes", "1-2"])
+    build(["--run", str(run), "--out", str(out), "--eval-passes", "1,3", "--eval-examples", "2"])
+    assert list(json.loads((out / "metrics.json").read_text())["accuracy"]) == ["1", "3"]
+    assert "\n| 3 | " in (out / "card.md").read_text()
+    with pytest.raises(SystemExit):
+        build(["--run", str(run), "--out", str(tmp_path / "other"), "--eval-passes", "1,0"])
+    assert not (tmp_path / "other").exists()

@@ -1,4 +1,5 @@
 """The public API's behaviour (INTERFACE.md), on a tiny random model."""
+import argparse
 import subprocess
 import sys
 
@@ -127,6 +128,18 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-m", "edgesleep", "ask", "--memory", str(tmp_path / "m"), "q"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --model is needed") and proc.stderr.count("\n") == 1
+
+
+def test_pass_lists_are_positive_integers(capsys):
+    from edgesleep.cli import positive_ints
+
+    assert positive_ints("1,2,4") == [1, 2, 4]
+    for bad in ("0", "1,,2", "two", "", "1,-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive integers"):
+            positive_ints(bad)
+    with pytest.raises(SystemExit):
+        cli(["eval", "--model", "models/facts", "--passes", "1,0"])
+    assert "give positive integers" in capsys.readouterr().err
 
 
 def test_eval_cli_on_tiny_model(tiny, capsys):
