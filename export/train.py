@@ -287,6 +287,12 @@ def fit(model: Model, opt: torch.optim.Optimizer, args: argparse.Namespace, task
         kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
         log_path.write_text("".join(line + "\n" for line in kept))
     t_start, budget = time.time() - elapsed, args.budget_minutes * 60
+
+    def out_of_time() -> bool:  # --minutes, on the run's clock: a resumed run counts its earlier time
+        return bool(args.minutes and time.time() - t_start > args.minutes * 60)
+
+    if out_of_time():  # rerun after its --minutes: nothing left to do, not even one more step
+        return step, elapsed, False
     with log_path.open("a") as log:
         while step < args.steps and (not budget or time.time() - t_start < budget):
             rng = np.random.default_rng([args.seed, step])  # data depends only on (seed, step): resumable
@@ -311,11 +317,11 @@ def fit(model: Model, opt: torch.optim.Optimizer, args: argparse.Namespace, task
                 print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()
-            out_of_time = bool(args.minutes and time.time() - t_start > args.minutes * 60)
-            if step % 100 == 0 or last or out_of_time:
+            stop = out_of_time()
+            if step % 100 == 0 or last or stop:
                 save_checkpoint(ckpt, model, opt, {"step": step, "elapsed": time.time() - t_start, "seed": args.seed,
                                                    "task": args.task, **meta})
-            if out_of_time:
+            if stop:
                 return step, time.time() - t_start, False
         return step, time.time() - t_start, True
 

@@ -28,6 +28,18 @@ def test_loss_falls_and_resumes(tmp_path):
     assert [r["step"] for r in log] == list(range(1, 43)) and log[40]["loss"] != 9.0
 
 
+def test_a_run_past_its_minutes_stops_and_stays_stopped(tmp_path):
+    """--minutes stops a run with a checkpoint; rerunning the command (as a runner script does)
+    must not take one more step each time."""
+    args = ["--out", str(tmp_path), "--steps", "40", "--minutes", "0.0001", *ARGS]
+    main(args)
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1
+    before = (tmp_path / "ckpt.safetensors").read_bytes()
+    main(args)
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1
+    assert (tmp_path / "ckpt.safetensors").read_bytes() == before
+
+
 def test_lineage_counts_each_stage_up_to_its_warm_start(tmp_path):
     """A card's stages: a parent counts only up to the step its child started from, and a parent
     that is nowhere (made on another machine) ends the chain, marked missing."""
