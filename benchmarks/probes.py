@@ -282,7 +282,8 @@ def main() -> None:
     ap.add_argument("--nodes", help="depo: the graph sizes M, e.g. 5-10 (default: the task's 8-24)")
     ap.add_argument("--hops", type=int, default=2, help="guesses: the h to ask about")
     ap.add_argument("--passes", type=positive_ints, default=list(PASSES),
-                    help="layers, order, guesses: the N to compare, e.g. 1,3,4 (default: 1,2,4)")
+                    help="layers, order, guesses: the N to compare, e.g. 1,3,4 (default: "
+                         f"{','.join(map(str, PASSES))})")
     ap.add_argument("--t", help="steps, cells, ring: the t to ask about, e.g. 3,6,9,12,15 (default: steps 1 "
                                 "to the model's, ring 0 to it, cells the model's); head: the steps per pass")
     ap.add_argument("--n-max", type=int, default=4, help="steps, cells, ring, head: passes from 1 to this")
