@@ -3,6 +3,8 @@
 # by side on the 2-core box, to the same 267 minutes (benchmarks/sleep-depth.md, entry 26):
 #   onepass: entries 6 and 13-15's stages, command for command (t = 6, 6, 8, 8, 12), then 62 more
 #            minutes at t = 12. Entry 15 stopped at 205 minutes (0.711); its weights were lost.
+#            Rebuilt, the first stage's tied 0/1 embeddings collapsed (entry 26), so the t = 6 stage
+#            redraws them, and a third t = 6 stage (t6c) gives it the time it had not needed before.
 #   ring2:   entries 24-25's K = 2 ring lineage (levels 1-2, 1-3, 1-4, then the climb to 6) with
 #            new seeds (191-195): its stages stop where C's and C2's did (53, then 88 minutes).
 # Usage, from the repo root: bash export/experiments/rule110-equal-compute.sh onepass|ring2
@@ -15,9 +17,10 @@ P="${PY:-.venv/bin/python} -m export.train"
 case "$1" in
 onepass)
   S="--task rule110 --window 24 --passes 1 --threads 1 --batch 32 --steps 1000000 --eval-every 200"
-  $P $S --param steps=6 --out runs/r110-t6-n1 --init models/rule110-n1 --seed 21 --budget-minutes 45
+  $P $S --param steps=6 --out runs/r110-t6-n1 --init models/rule110-n1 --reinit-embed 0,1 --seed 21 --budget-minutes 45
   $P $S --param steps=6 --out runs/r110-t6b-n1 --init runs/r110-t6-n1 --seed 22 --budget-minutes 28
-  $P $S --param steps=8 --out runs/r110-t8-n1 --init runs/r110-t6b-n1 --seed 23 --budget-minutes 70 --minutes 33
+  $P $S --param steps=6 --out runs/r110-t6c-n1 --init runs/r110-t6b-n1 --seed 27 --budget-minutes 45
+  $P $S --param steps=8 --out runs/r110-t8-n1 --init runs/r110-t6c-n1 --seed 23 --budget-minutes 70 --minutes 33
   $P $S --param steps=8 --out runs/r110-t8b-n1 --init runs/r110-t8-n1 --seed 24 --budget-minutes 85 --minutes 61
   $P $S --param steps=12 --out runs/r110-t12-n1 --init runs/r110-t8b-n1 --seed 25 --budget-minutes 38
   $P $S --param steps=12 --out runs/r110-t12b-n1 --init runs/r110-t12-n1 --seed 26 --budget-minutes 62
