@@ -9,9 +9,10 @@
 #            new seeds (191-195): its stages stop where C's and C2's did (53, then 88 minutes).
 # Usage, from the repo root: bash export/experiments/rule110-equal-compute.sh onepass|ring2
 # Rerunning resumes the stage in progress (runs/NAME/ckpt.safetensors), and a finished stage
-# returns at once (--minutes is counted on the run's own clock). Spans two sessions; a session
-# that stops copies its stage in progress with the optimizer state into export/checkpoints/, and
-# the next copies it back to runs/ before rerunning.
+# returns at once (--minutes is counted on the run's own clock). Spans several sessions: a session
+# that stops copies its stage in progress, with the optimizer state, into export/checkpoints/; the
+# next copies it back to runs/ and runs the lines from that stage on (a finished stage whose runs/
+# folder is gone would start again).
 set -eu
 P="${PY:-.venv/bin/python} -m export.train"
 case "$1" in
