@@ -39,11 +39,11 @@ def curve(run: Path, n: int | None, kinds: list[str], start: float = 0.0
     """(N, {kind: (minutes, accuracy)}) of one run's held-out evals, its minutes counted from `start`."""
     if n is None:
         n = parse_passes(json.loads((run / "args.json").read_text())["passes"])[1]
-    evals = [r["eval"].get(str(n), {}) | {"minutes": start + r["elapsed"] / 60}
+    evals = [(start + r["elapsed"] / 60, r["eval"].get(str(n), {}))
              for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "eval" in r]
     out = {}
     for kind in kinds:
-        points = [(e["minutes"], e[kind]) for e in evals if kind in e]
+        points = [(minutes, e[kind]) for minutes, e in evals if kind in e]
         if not points:
             raise ValueError(f"{run}: no held-out {kind} at N = {n} in its log")
         out[kind] = ([m for m, _ in points], [a for _, a in points])

@@ -40,7 +40,10 @@ def task_config(task: str, params: list[str]) -> dict:
             **{k: values[k] for k in module.CONFIG_KEYS if k in values}}
 
 
-def build(run: Path, out: Path, eval_examples: int = 200, eval_passes: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
+EVAL_PASSES = (1, 2, 4, 8)  # the N a card is evaluated at, unless --eval-passes says otherwise
+
+
+def build(run: Path, out: Path, eval_examples: int = 200, eval_passes: tuple[int, ...] = EVAL_PASSES) -> dict:
     model, run_args, meta = load_run(run)
     lo, hi = parse_passes(run_args["passes"])
     stages = lineage(run, meta["step"])
@@ -58,7 +61,7 @@ def build(run: Path, out: Path, eval_examples: int = 200, eval_passes: tuple[int
 
 
 def write_card(model_dir: Path, name: str, eval_examples: int = 200,
-               eval_passes: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
+               eval_passes: tuple[int, ...] = EVAL_PASSES) -> dict:
     """Evaluate a model directory through the public API and write its metrics.json and card.md
     (also on its own, to refresh the cards of shipped models after a runtime change)."""
     config = Config.load(model_dir)
@@ -161,8 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run", type=Path, help="the training run to build from")
     ap.add_argument("--out", type=Path, required=True, help="the model directory")
     ap.add_argument("--eval-examples", type=int, default=200)
-    ap.add_argument("--eval-passes", type=positive_ints, default=[1, 2, 4, 8],
-                    help="the passes N the card evaluates at, e.g. 1,2,4,6 (default: 1,2,4,8)")
+    ap.add_argument("--eval-passes", type=positive_ints, default=list(EVAL_PASSES),
+                    help="the passes N the card evaluates at, e.g. 1,2,4,6 "
+                         f"(default: {','.join(map(str, EVAL_PASSES))})")
     ap.add_argument("--card-only", action="store_true", help="re-evaluate --out and rewrite its card")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
