@@ -1,13 +1,15 @@
 #!/bin/bash
-# rule110 at t = 12, two lineages from the shipped rule110-n1 (t = 4), one CPU thread each, side
-# by side on the 2-core box, to the same 267 minutes (benchmarks/sleep-depth.md, entry 26):
+# rule110 at t = 12, lineages from the shipped rule110-n1 (t = 4), one CPU thread each, two side
+# by side on the 2-core box, to the same 267 minutes (benchmarks/sleep-depth.md, entries 26-27):
 #   onepass: entries 6 and 13-15's stages, command for command (t = 6, 6, 8, 8, 12), then 62 more
 #            minutes at t = 12. Entry 15 stopped at 205 minutes (0.711); its weights were lost.
 #            Rebuilt, the first stage's tied 0/1 embeddings collapsed (entry 26), so the t = 6 stage
 #            redraws them, and a third t = 6 stage (t6c) gives it the time it had not needed before.
 #   ring2:   entries 24-25's K = 2 ring lineage (levels 1-2, 1-3, 1-4, then the climb to 6) with
 #            new seeds (191-195): its stages stop where C's and C2's did (53, then 88 minutes).
-# Usage, from the repo root: bash export/experiments/rule110-equal-compute.sh onepass|ring2
+#   onering: one pass given the ring loss wherever one pass can have it (t = 6 and 8, on positions
+#            2t-23), then t = 12 plain, to the same 267 minutes (entry 27): is it the signal or depth?
+# Usage, from the repo root: bash export/experiments/rule110-equal-compute.sh onepass|ring2|onering
 # Rerunning resumes the stage in progress (runs/NAME/ckpt.safetensors), and a finished stage
 # returns at once (--minutes is counted on the run's own clock). Spans several sessions: a session
 # that stops copies its stage in progress, with the optimizer state, into export/checkpoints/; the
@@ -34,7 +36,13 @@ ring2)
   $P $R --param steps=12 --passes 1-6 --climb 0.1 --steps 1000000 --budget-minutes 110 --minutes 53 --init runs/r110-k2r-3 --seed 194 --out runs/r110-k2r-4
   $P $R --param steps=12 --passes 1-6 --climb 0.1 --steps 1000000 --budget-minutes 105 --minutes 88 --init runs/r110-k2r-4 --seed 195 --out runs/r110-k2r-5
   ;;
+onering)
+  S="--task rule110 --window 24 --passes 1 --threads 1 --batch 32 --steps 1000000 --eval-every 200"
+  $P $S --steps-per-pass 6 --ring-loss 1 --param steps=6 --init models/rule110-n1 --seed 31 --budget-minutes 30 --out runs/r110-o6-ring
+  $P $S --steps-per-pass 8 --ring-loss 1 --param steps=8 --init runs/r110-o6-ring --seed 32 --budget-minutes 30 --out runs/r110-o8-ring
+  $P $S --param steps=12 --init runs/r110-o8-ring --seed 33 --budget-minutes 207 --out runs/r110-o12
+  ;;
 *)
-  echo "usage: $0 onepass|ring2" >&2; exit 2
+  echo "usage: $0 onepass|ring2|onering" >&2; exit 2
   ;;
 esac
