@@ -17,9 +17,9 @@
 # folder is gone would start again).
 set -eu
 P="${PY:-.venv/bin/python} -m export.train"
+S="--task rule110 --window 24 --passes 1 --threads 1 --batch 32 --steps 1000000 --eval-every 200"  # one pass: onepass, onering
 case "$1" in
 onepass)
-  S="--task rule110 --window 24 --passes 1 --threads 1 --batch 32 --steps 1000000 --eval-every 200"
   $P $S --param steps=6 --out runs/r110-t6-n1 --init models/rule110-n1 --reinit-embed 0,1 --seed 21 --budget-minutes 45
   $P $S --param steps=6 --out runs/r110-t6b-n1 --init runs/r110-t6-n1 --seed 22 --budget-minutes 28
   $P $S --param steps=6 --out runs/r110-t6c-n1 --init runs/r110-t6b-n1 --seed 27 --budget-minutes 45
@@ -37,7 +37,6 @@ ring2)
   $P $R --param steps=12 --passes 1-6 --climb 0.1 --steps 1000000 --budget-minutes 105 --minutes 88 --init runs/r110-k2r-4 --seed 195 --out runs/r110-k2r-5
   ;;
 onering)
-  S="--task rule110 --window 24 --passes 1 --threads 1 --batch 32 --steps 1000000 --eval-every 200"
   $P $S --steps-per-pass 6 --ring-loss 1 --param steps=6 --init models/rule110-n1 --seed 31 --budget-minutes 30 --out runs/r110-o6-ring
   $P $S --steps-per-pass 8 --ring-loss 1 --param steps=8 --init runs/r110-o6-ring --seed 32 --budget-minutes 30 --out runs/r110-o8-ring
   $P $S --param steps=12 --init runs/r110-o8-ring --seed 33 --budget-minutes 207 --out runs/r110-o12
