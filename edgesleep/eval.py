@@ -51,3 +51,8 @@ def evaluate(model_dir: str | Path, passes: list[int], examples: int = 100, seed
             acc[n] = {k: right[k] / counts[k] for k in sorted(counts, key=kind_order)}
         counts = {k: counts[k] for k in sorted(counts, key=kind_order)}
         return {"task": name, "examples": examples, "seed": seed, "backend": backend, "accuracy": acc, "counts": counts}
+
+
+def measured_passes(metrics: dict) -> list[int]:
+    """The N an evaluation (evaluate's dict, or a card's metrics.json, where N are strings) was run at."""
+    return sorted(int(n) for n in metrics["accuracy"])

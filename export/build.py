@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from edgesleep.cli import positive_ints
 from edgesleep.config import Config, ModelArgs
-from edgesleep.eval import evaluate
+from edgesleep.eval import evaluate, measured_passes
 from edgesleep.progress import Progress
 from edgesleep.tasks import get_task, kind_order, vocabulary
 from edgesleep.tokenizer import Tokenizer
@@ -71,6 +71,14 @@ def write_card(model_dir: Path, name: str, eval_examples: int = 200,
     (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     (model_dir / "card.md").write_text(card(name, config, metrics))
     return metrics
+
+
+def card_passes(model_dir: Path) -> list[int]:
+    """The N a model's card was evaluated at, so that refreshing it keeps them (rule110's has N = 6)."""
+    metrics = model_dir / "metrics.json"
+    if not metrics.exists():
+        return list(EVAL_PASSES)
+    return measured_passes(json.loads(metrics.read_text()))
 
 
 def lineage(run: Path, upto: int | None = None) -> list[dict]:
@@ -164,16 +172,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run", type=Path, help="the training run to build from")
     ap.add_argument("--out", type=Path, required=True, help="the model directory")
     ap.add_argument("--eval-examples", type=int, default=200)
-    ap.add_argument("--eval-passes", type=positive_ints, default=list(EVAL_PASSES),
-                    help="the passes N the card evaluates at, e.g. 1,2,4,6 "
-                         f"(default: {','.join(map(str, EVAL_PASSES))})")
+    ap.add_argument("--eval-passes", type=positive_ints,
+                    help="the passes N the card evaluates at, e.g. 1,2,4,6,8 (default: with --run "
+                         f"{','.join(map(str, EVAL_PASSES))}; with --card-only, the N the card has)")
     ap.add_argument("--card-only", action="store_true", help="re-evaluate --out and rewrite its card")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     if args.card_only:
-        metrics = write_card(args.out, args.out.name, args.eval_examples, tuple(args.eval_passes))
+        metrics = write_card(args.out, args.out.name, args.eval_examples,
+                             tuple(args.eval_passes or card_passes(args.out)))
     elif args.run:
-        metrics = build(args.run, args.out, args.eval_examples, tuple(args.eval_passes))
+        metrics = build(args.run, args.out, args.eval_examples, tuple(args.eval_passes or EVAL_PASSES))
     else:
         ap.error("give --run, or --card-only")
     print(json.dumps(metrics["accuracy"], indent=1))

@@ -146,8 +146,9 @@ def test_build_refuses_a_model_of_another_vocabulary(tmp_path):
 
 
 def test_build_cli_evaluates_the_card_at_the_given_passes(tmp_path):
-    """`python -m export.build --eval-passes 1,3`: the card and metrics.json hold exactly those N,
-    and a pass count that is not a positive integer is refused before anything is built."""
+    """`python -m export.build --eval-passes 1,3`: the card and metrics.json hold exactly those N;
+    `--card-only` refreshes the card at the N it already has; and a pass count that is not a
+    positive integer is refused before anything is built."""
     import json
 
     from export.build import main as build
@@ -159,6 +160,8 @@ def test_build_cli_evaluates_the_card_at_the_given_passes(tmp_path):
     build(["--run", str(run), "--out", str(out), "--eval-passes", "1,3", "--eval-examples", "2"])
     assert list(json.loads((out / "metrics.json").read_text())["accuracy"]) == ["1", "3"]
     assert "\n| 3 | " in (out / "card.md").read_text()
+    build(["--out", str(out), "--card-only", "--eval-examples", "2"])
+    assert list(json.loads((out / "metrics.json").read_text())["accuracy"]) == ["1", "3"]
     with pytest.raises(SystemExit):
         build(["--run", str(run), "--out", str(tmp_path / "other"), "--eval-passes", "1,0"])
     assert not (tmp_path / "other").exists()

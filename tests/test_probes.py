@@ -33,9 +33,9 @@ def test_facts_friend_city_counts_the_latest_move():
     assert second_fact_first(Example(stated, []), "who is alice 's friend ?") is None
 
 
-def test_steps_probe_reads_every_t_up_to_the_models():
-    """The shipped rule110 (t = 4) through the `steps` probe: a row per N and the majority class,
-    a column per t, and at its own t the model beats the majority class."""
+def test_steps_probe_reads_every_t_up_to_the_given_one():
+    """The shipped rule110 through the `steps` probe, asked up to t = 4: a row per N and the
+    majority class, a column per t."""
     from pathlib import Path
 
     from benchmarks.probes import load, steps
@@ -44,20 +44,23 @@ def test_steps_probe_reads_every_t_up_to_the_models():
     rows = steps(model, tok, config, 1, {"steps": 4})
     assert list(rows) == [("majority class",), (1,), (2,), (3,), (4,)]
     assert all(set(r) == {"t=1", "t=2", "t=3", "t=4"} and all(n == 256 for _, n in r.values()) for r in rows.values())
-    right, n = rows[(4,)]["t=4"]
-    majority, _ = rows[("majority class",)]["t=4"]
-    assert 0.5 <= majority / n < 0.7 and right / n > 0.9
+    majority, n = rows[("majority class",)]["t=4"]
+    assert 0.5 <= majority / n < 0.7
 
 
 def test_steps_probe_asks_about_chosen_t_and_more_passes():
+    """At chosen t and up to five passes: the shipped rule110 steps the automaton twice a pass
+    (notebook entry 28), so four passes answer t = 8, and one pass does not."""
     from pathlib import Path
 
     from benchmarks.probes import load, steps
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
-    rows = steps(model, tok, config, 1, {"steps": 4}, ts=[2, 6], n_max=5)
+    rows = steps(model, tok, config, 1, {"steps": 4}, ts=[2, 8], n_max=5)
     assert list(rows)[1:] == [(n,) for n in range(1, 6)]
-    assert all(set(r) == {"t=2", "t=6"} for r in rows.values())
+    assert all(set(r) == {"t=2", "t=8"} for r in rows.values())
+    (four, n), (one, _) = rows[(4,)]["t=8"], rows[(1,)]["t=8"]
+    assert four / n > 0.9 and one / n < 0.7
 
 
 def test_cells_probe_asks_every_index(tmp_path):
@@ -83,21 +86,21 @@ def test_cells_probe_asks_every_index(tmp_path):
 
 
 def test_ring_probe_reads_cells_from_the_features():
-    """The shipped rule110 (t = 4) through the `ring` probe: a row per (t, cell) for all 24 cells.
-    Every cell's own token is read back from the features (t = 0), and cell 0 at the model's t is
-    read at the window's last position, where the whole string is in view, well above the
-    majority class."""
+    """The shipped rule110 through the `ring` probe: a row per (t, cell) for all 24 cells. Every
+    cell's own token is read back from the features (t = 0), and cell 0 after one pass's two
+    steps is read at the window's last position, where the whole string is in view, well above
+    the majority class."""
     from pathlib import Path
 
     from benchmarks.probes import load, ring
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
-    rows = ring(model, tok, config, 2, {"steps": 4}, ts=[0, 4], n_max=1)
-    assert list(rows) == [(t, c) for t in (0, 4) for c in range(24)]
+    rows = ring(model, tok, config, 2, {"steps": 4}, ts=[0, 2], n_max=1)
+    assert list(rows) == [(t, c) for t in (0, 2) for c in range(24)]
     assert all(set(r) == {"N=1", "majority class"} for r in rows.values())
     assert all(float(rows[(0, c)]["N=1"].split()[0]) >= 0.95 for c in range(24))
-    read, position = rows[(4, 0)]["N=1"].split()
-    assert position == "@23" and float(read) > float(rows[(4, 0)]["majority class"]) + 0.2
+    read, position = rows[(2, 0)]["N=1"].split()
+    assert position == "@23" and float(read) > float(rows[(2, 0)]["majority class"]) + 0.2
 
 
 def test_head_probe_scores_every_position_after_every_pass(tmp_path):

@@ -1,6 +1,8 @@
 #!/bin/bash
-# rule110 at t = 12, lineages from the shipped rule110-n1 (t = 4), one CPU thread each, two side
-# by side on the 2-core box, to the same 267 minutes (benchmarks/sleep-depth.md, entries 26-27):
+# rule110 at t = 12, lineages from the rule110-n1 shipped until 2026-11-29 (one pass, t = 4; kept as
+# export/checkpoints/rule110-n1), one CPU thread each, two side by side on the 2-core box, to the
+# same 267 minutes (benchmarks/sleep-depth.md, entries 26-28). ring2 and onering made the shipped
+# t = 12 pair: models/rule110 and models/rule110-n1.
 #   onepass: entries 6 and 13-15's stages, command for command (t = 6, 6, 8, 8, 12), then 62 more
 #            minutes at t = 12. Entry 15 stopped at 205 minutes (0.711); its weights were lost.
 #            Rebuilt, the first stage's tied 0/1 embeddings collapsed (entry 26), so the t = 6 stage
@@ -20,7 +22,7 @@ P="${PY:-.venv/bin/python} -m export.train"
 S="--task rule110 --window 24 --passes 1 --threads 1 --batch 32 --steps 1000000 --eval-every 200"  # one pass: onepass, onering
 case "$1" in
 onepass)
-  $P $S --param steps=6 --out runs/r110-t6-n1 --init models/rule110-n1 --reinit-embed 0,1 --seed 21 --budget-minutes 45
+  $P $S --param steps=6 --out runs/r110-t6-n1 --init export/checkpoints/rule110-n1 --reinit-embed 0,1 --seed 21 --budget-minutes 45
   $P $S --param steps=6 --out runs/r110-t6b-n1 --init runs/r110-t6-n1 --seed 22 --budget-minutes 28
   $P $S --param steps=6 --out runs/r110-t6c-n1 --init runs/r110-t6b-n1 --seed 27 --budget-minutes 45
   $P $S --param steps=8 --out runs/r110-t8-n1 --init runs/r110-t6c-n1 --seed 23 --budget-minutes 70 --minutes 33
@@ -30,14 +32,14 @@ onepass)
   ;;
 ring2)
   R="--task rule110 --window 24 --steps-per-pass 2 --ring-loss 1 --threads 1 --batch 32 --eval-every 200"
-  $P $R --param steps=6 --passes 1-2 --steps 3000 --init models/rule110-n1 --seed 191 --out runs/r110-k2r-1
+  $P $R --param steps=6 --passes 1-2 --steps 3000 --init export/checkpoints/rule110-n1 --seed 191 --out runs/r110-k2r-1
   $P $R --param steps=6 --passes 1-3 --steps 1000000 --budget-minutes 45 --init runs/r110-k2r-1 --seed 192 --out runs/r110-k2r-2
   $P $R --param steps=8 --passes 1-4 --steps 1000000 --budget-minutes 45 --init runs/r110-k2r-2 --seed 193 --out runs/r110-k2r-3
   $P $R --param steps=12 --passes 1-6 --climb 0.1 --steps 1000000 --budget-minutes 110 --minutes 53 --init runs/r110-k2r-3 --seed 194 --out runs/r110-k2r-4
   $P $R --param steps=12 --passes 1-6 --climb 0.1 --steps 1000000 --budget-minutes 105 --minutes 88 --init runs/r110-k2r-4 --seed 195 --out runs/r110-k2r-5
   ;;
 onering)
-  $P $S --steps-per-pass 6 --ring-loss 1 --param steps=6 --init models/rule110-n1 --seed 31 --budget-minutes 30 --out runs/r110-o6-ring
+  $P $S --steps-per-pass 6 --ring-loss 1 --param steps=6 --init export/checkpoints/rule110-n1 --seed 31 --budget-minutes 30 --out runs/r110-o6-ring
   $P $S --steps-per-pass 8 --ring-loss 1 --param steps=8 --init runs/r110-o6-ring --seed 32 --budget-minutes 30 --out runs/r110-o8-ring
   $P $S --param steps=12 --init runs/r110-o8-ring --seed 33 --budget-minutes 207 --out runs/r110-o12
   ;;
