@@ -34,8 +34,8 @@ def metrics(model: str, reevaluate: bool, examples: int) -> dict:
     card = json.loads((folder / "metrics.json").read_text())
     if not reevaluate:
         return card
-    return evaluate(folder, measured_passes(card), examples=examples,
-                    progress=Progress(f"eval {model}", examples * len(measured_passes(card))))
+    passes = measured_passes(card)
+    return evaluate(folder, passes, examples=examples, progress=Progress(f"eval {model}", examples * len(passes)))
 
 
 def table(results: dict[str, dict], baselines: dict[str, dict]) -> str:
