@@ -15,6 +15,7 @@ from edgesleep.progress import Progress
 
 MAX_INPUT = 64 * 1024 * 1024  # bytes of text one `feed` accepts
 BACKEND_HELP = "onnx (default), gguf (llama.cpp on model.gguf) or gguf:q8_0 (on model.q8_0.gguf)"
+DEEP_HELP = "sleep depth N of a deep sleep (default: the deepest the model was trained for)"
 
 
 def positive_ints(spec: str) -> list[int]:
@@ -45,7 +46,7 @@ def open_runtime(args: argparse.Namespace, passes: int | None = None):
 def cmd_demo(args: argparse.Namespace) -> None:
     from edgesleep.demo import run_demo
 
-    run_demo(args.model or "facts", passes=args.passes or 4, seed=args.seed)
+    run_demo(args.model or "facts", passes=args.passes, seed=args.seed)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -53,7 +54,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from edgesleep.tasks import kind_order
 
     result = evaluate(args.model, args.passes, examples=args.examples, seed=args.seed, task=args.task,
-                      backend=args.backend, progress=Progress("eval", args.examples * len(args.passes)))
+                      backend=args.backend, progress=Progress("eval", args.examples))
     if args.json:
         print(json.dumps(result, indent=1))
         return
@@ -98,6 +99,7 @@ def cmd_ask(args: argparse.Namespace) -> None:
 
 def cmd_sleep(args: argparse.Namespace) -> None:
     with open_runtime(args) as rt:
+        rt.passes = args.passes or rt.config.deep_passes
         cost = rt.sleep(progress=Progress(f"deep sleep, {rt.passes} passes", 1))
         if cost is None or not cost.tokens:
             print(f"nothing to consolidate; memory version {rt.memory.head.id} is deep")
@@ -175,8 +177,8 @@ def cmd_daemon(args: argparse.Namespace) -> None:
     if model is None:
         raise ValueError(f"--model is needed: {args.memory} records no model")
     print(f"edgesleep daemon: watching {args.memory} (idle after {args.idle}s, or on external power)", flush=True)
-    daemon(model, Path(args.memory), args.passes or 4, Policy(args.memory, args.idle),
-           Budget(passes=args.passes or 4, cpu_s=args.cpu_budget, joules=args.joule_budget),
+    daemon(model, Path(args.memory), args.passes, Policy(args.memory, args.idle),
+           Budget(cpu_s=args.cpu_budget, joules=args.joule_budget),
            poll_s=args.poll, rounds=args.rounds, say=lambda s: print(s, flush=True))
 
 
@@ -204,12 +206,13 @@ def parser() -> argparse.ArgumentParser:
         return c
 
     d = command("demo", cmd_demo, "the main job: recall evicted facts from the fast weights", memory=False)
-    d.add_argument("--passes", type=int)
+    d.add_argument("--passes", type=int, help=DEEP_HELP)
     d.add_argument("--seed", type=int, default=7)
 
     e = command("eval", cmd_eval, "held-out accuracy per question kind and number of sleep passes", memory=False)
     e.add_argument("--task", choices=["rule110", "depo", "facts"])
-    e.add_argument("--passes", type=positive_ints, default=[1, 2, 4])
+    e.add_argument("--passes", type=positive_ints,
+                   help="sleep depths N to evaluate, e.g. 1,2,4 (default: 1, 2, 4 and the model's deepest)")
     e.add_argument("--examples", type=int, default=100)
     e.add_argument("--seed", type=int, default=1234)
     e.add_argument("--json", action="store_true")
@@ -225,7 +228,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--backend", default="onnx", help=BACKEND_HELP)
 
     s = command("sleep", cmd_sleep, "deep sleep now: consolidate everything fed with N passes")
-    s.add_argument("--passes", type=int, default=4)
+    s.add_argument("--passes", type=int, help=DEEP_HELP)
 
     st = command("status", cmd_status, "window fill, consolidation, journal, versions, last sleeps")
     st.add_argument("--json", action="store_true")
@@ -246,7 +249,7 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("backup")
 
     dm = command("daemon", cmd_daemon, "deep-sleep when the device is idle or on external power")
-    dm.add_argument("--passes", type=int)
+    dm.add_argument("--passes", type=int, help=DEEP_HELP)
     dm.add_argument("--idle", type=float, default=300.0, help="seconds without use that count as idle")
     dm.add_argument("--poll", type=float, default=30.0)
     dm.add_argument("--cpu-budget", type=float, default=600.0, help="CPU seconds per deep sleep")

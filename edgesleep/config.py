@@ -65,6 +65,12 @@ class Config:
     def window(self) -> int:
         return self.args.window
 
+    @property
+    def deep_passes(self) -> int:
+        """The deepest sleep it was trained for: the default N of a deep sleep (rule110's steps two
+        cells a pass, so fewer passes answer a smaller t, not the task's)."""
+        return max(self.passes)
+
     def to_json(self) -> str:
         return json.dumps({"format_version": FORMAT_VERSION, "architecture": "edgesleep-qwen35",
                            **asdict(self.args), "task": self.task, "passes": self.passes,

@@ -23,11 +23,13 @@ def ask(rt: Runtime, example: Example) -> list[str]:
     return [rt.answer(q.text) for q in example.questions]
 
 
-def evaluate(model_dir: str | Path, passes: list[int], examples: int = 100, seed: int = 1234,
+def evaluate(model_dir: str | Path, passes: list[int] | None = None, examples: int = 100, seed: int = 1234,
              task: str | None = None, progress: Callable[[int, int], None] | None = None,
              backend: str = "onnx") -> dict:
-    """{"task", "examples", "seed", "backend", "accuracy": {N: {kind: acc}}, "counts": {kind: n}}."""
+    """{"task", "examples", "seed", "backend", "accuracy": {N: {kind: acc}}, "counts": {kind: n}}.
+    `passes` defaults to 1, 2, 4 and the deepest N the model was trained for."""
     with Runtime(model_dir, backend=backend) as rt:
+        passes = passes or sorted({1, 2, 4, rt.config.deep_passes})
         name = task or rt.config.task["name"]
         if name != rt.config.task["name"]:
             raise ValueError(f"{model_dir} was trained for {rt.config.task['name']!r}, not {name!r}")

@@ -1,5 +1,5 @@
-"""When to sleep deeply: on AC power or charging, or when the memory has been idle, within a
-budget of passes, CPU seconds and (where RAPL is readable) joules.
+"""When to sleep deeply: on AC power or charging, or when the memory has been idle, with the
+model's depth of passes and within a budget of CPU seconds and (where RAPL is readable) joules.
 
 Power comes from `/sys/class/power_supply` on Linux (EDGESLEEP_POWER_SUPPLY overrides the
 path, which is how the tests simulate a charger) and `pmset -g batt` on macOS; elsewhere it is
@@ -58,7 +58,6 @@ def energy_joules() -> float | None:
 
 @dataclass
 class Budget:
-    passes: int = 4
     cpu_s: float = 600.0  # per sleep
     joules: float | None = None  # per sleep, where RAPL is readable
 
@@ -101,10 +100,11 @@ def read_sleep_log(memory_dir: Path, last: int = 5) -> list[dict]:
     return out
 
 
-def daemon(model: str | Path, memory: Path, passes: int, policy: Policy, budget: Budget,
+def daemon(model: str | Path, memory: Path, passes: int | None, policy: Policy, budget: Budget,
            poll_s: float = 30.0, rounds: int | None = None, say=print) -> int:
     """Deep-sleep `memory` whenever the policy allows, within the budget. Between sleeps the
-    memory is left unlocked for the user's own feeds and questions. Returns deep sleeps run."""
+    memory is left unlocked for the user's own feeds and questions. `passes` None: the deepest the
+    model was trained for. Returns deep sleeps run."""
     from edgesleep.memory import MemoryError_
     from edgesleep.runtime import Runtime
 
@@ -114,13 +114,14 @@ def daemon(model: str | Path, memory: Path, passes: int, policy: Policy, budget:
         reason = policy.reason()
         if reason:
             try:
-                rt = Runtime(model, memory=memory, passes=min(passes, budget.passes))
+                rt = Runtime(model, memory=memory)
             except MemoryError_ as e:
                 if "in use" not in str(e):
                     raise
                 rt = None  # the user has it open: try again later
             if rt is not None:
                 with rt:
+                    rt.passes = passes or rt.config.deep_passes
                     if rt.needs_sleep():
                         cpu0, j0 = time.process_time(), energy_joules()
 

@@ -1,4 +1,5 @@
 """The memory folder: persistence, crash safety, corruption, the lock, correction, the daemon."""
+import json
 import os
 import random
 import shutil
@@ -299,7 +300,24 @@ def test_daemon_sleeps_when_idle(tiny, tmp_path, monkeypatch):
     os.utime(mem / "journal.log", (old, old))
     assert cli(["daemon", "--memory", str(mem), "--idle", "600", "--rounds", "1", "--poll", "0"]) == 0
     with edgesleep.open(model, memory=mem) as rt:
-        assert rt.memory.head.deep
+        assert rt.memory.head.deep and rt.memory.head.passes == 2  # the deepest the tiny model was trained for
+
+
+def test_deep_sleep_and_eval_default_to_the_models_depth(tiny, tmp_path, capsys):
+    _, model = tiny
+    deep3 = tmp_path / "deep3"  # the tiny model, as if trained up to N = 3: a depth no default names
+    shutil.copytree(model, deep3)
+    config = json.loads((deep3 / "config.json").read_text())
+    (deep3 / "config.json").write_text(json.dumps({**config, "passes": [1, 2, 3]}))
+    mem, src = str(tmp_path / "m"), tmp_path / "facts.txt"
+    src.write_text("\n".join(LINES[:3]))
+    assert cli(["feed", "--memory", mem, "--model", str(deep3), str(src)]) == 0
+    assert cli(["sleep", "--memory", mem]) == 0
+    with edgesleep.open(deep3, memory=mem) as rt:
+        assert rt.memory.head.deep and rt.memory.head.passes == 3
+    capsys.readouterr()
+    assert cli(["eval", "--model", str(deep3), "--examples", "2", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["accuracy"]) == ["1", "2", "3", "4"]
 
 
 def test_cli_round_trip(tiny, tmp_path, capsys, monkeypatch):

@@ -8,7 +8,9 @@
 #            Rebuilt, the first stage's tied 0/1 embeddings collapsed (entry 26), so the t = 6 stage
 #            redraws them, and a third t = 6 stage (t6c) gives it the time it had not needed before.
 #   ring2:   entries 24-25's K = 2 ring lineage (levels 1-2, 1-3, 1-4, then the climb to 6) with
-#            new seeds (191-195): its stages stop where C's and C2's did (53, then 88 minutes).
+#            new seeds (191-195): its stages stop where C's and C2's did (53 minutes), and where the
+#            shipped models/rule110 did (step 1600, 74.5 minutes of a 105-minute cosine: the run was
+#            started with --minutes 88, as its card says, and the session ended at 74.5; entry 27).
 #   onering: one pass given the ring loss wherever one pass can have it (t = 6 and 8, on positions
 #            2t-23), then t = 12 plain, to the same 267 minutes (entry 27): is it the signal or depth?
 # Usage, from the repo root: bash export/experiments/rule110-equal-compute.sh onepass|ring2|onering
@@ -36,7 +38,7 @@ ring2)
   $P $R --param steps=6 --passes 1-3 --steps 1000000 --budget-minutes 45 --init runs/r110-k2r-1 --seed 192 --out runs/r110-k2r-2
   $P $R --param steps=8 --passes 1-4 --steps 1000000 --budget-minutes 45 --init runs/r110-k2r-2 --seed 193 --out runs/r110-k2r-3
   $P $R --param steps=12 --passes 1-6 --climb 0.1 --steps 1000000 --budget-minutes 110 --minutes 53 --init runs/r110-k2r-3 --seed 194 --out runs/r110-k2r-4
-  $P $R --param steps=12 --passes 1-6 --climb 0.1 --steps 1000000 --budget-minutes 105 --minutes 88 --init runs/r110-k2r-4 --seed 195 --out runs/r110-k2r-5
+  $P $R --param steps=12 --passes 1-6 --climb 0.1 --steps 1000000 --budget-minutes 105 --minutes 74.5 --init runs/r110-k2r-4 --seed 195 --out runs/r110-k2r-5
   ;;
 onering)
   $P $S --steps-per-pass 6 --ring-loss 1 --param steps=6 --init export/checkpoints/rule110-n1 --seed 31 --budget-minutes 30 --out runs/r110-o6-ring
