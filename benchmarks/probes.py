@@ -10,6 +10,7 @@
     .venv/bin/python -m benchmarks.probes cells runs/r110-w-dense --t 2   # rule110 at every cell index
     .venv/bin/python -m benchmarks.probes ring runs/r110-k3climb2-s31 --t 0,3,6 --batches 8  # in the features
     .venv/bin/python -m benchmarks.probes head runs/r110-k2-ring --t 2 --n-max 4   # the ring the LM head reads
+    .venv/bin/python -m benchmarks.probes fetch models/rule110 --t 2 --n-max 6   # its wrapped cells, by S
 
 `layers`: accuracy per question kind when each GDN layer's fast weights are zeroed at question
 time, the other layer's kept: which layer holds the context.
@@ -33,9 +34,11 @@ does pass 1 leave for pass 2, and does pass 1 already hold the next level's answ
 `head` (rule110, models trained with `--ring-loss`, K steps per pass given as --t K): after pass N,
 the LM head's reading of the features at position p, scored against cell p - K N at step K N, the
 layout that loss trains. Does a pass past the trained ones carry the ring on (entry 24)?
+`fetch` (rule110, as `head`): the positions below 2K, whose inputs wrap around to the window's
+end, read with the S every pass wrote and with the S of the pass before alone (entry 29).
 
 All run the training code's batches (export.train) on fresh examples (seeds 100..), N = 1, 2, 4
-(or --passes; `steps`, `cells`, `ring` and `head`: 1 to --n-max).
+(or --passes; `steps`, `cells`, `ring`, `head` and `fetch`: 1 to --n-max).
 """
 from __future__ import annotations
 
@@ -274,9 +277,44 @@ def head(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
     return rows
 
 
+def fetch(model: Model, tok: Tokenizer, config: Config, count: int, params: dict,
+          ts: list[int] | None = None, n_max: int = 4) -> dict:
+    """rule110, `head`'s layout: how pass N computes positions 0 to 2K - 1, the cells whose inputs
+    wrap around to the window's end, which only S holds. Read from the S every pass so far wrote
+    (as the model runs), and from the S pass N - 1 alone wrote over the window's incoming S: if the
+    second is better, older passes' writes get in the way. A row per N and per whether pass N - 1
+    had all those positions right (what pass N inherits through the features)."""
+    (k,) = ts or [1]
+    zone = slice(0, 2 * k)
+    rows = {}
+    with torch.no_grad():
+        for _, batch in batches(config, tok, count, {"steps": 0}):
+            tokens, mask = batch["tokens"], batch["mask"]
+            S = model.empty_state(tokens.shape[0])
+            for w in range(tokens.shape[1]):
+                S_in, h = S, model.embed(tokens[:, w])
+                hs, Ss = [h], [S]  # input features and S before each pass
+                for _ in range(n_max):
+                    h, S = model.window(h, S, mask[:, w])
+                    hs.append(h)
+                    Ss.append(S)
+                head = [None] + [model.logits(x).argmax(-1)[:, zone] for x in hs[1:]]
+                for n in range(2, n_max + 1):
+                    target = ring_target(tokens[:, w], tok, k * n)[:, zone]
+                    inherited = (head[n - 1] == ring_target(tokens[:, w], tok, k * (n - 1))[:, zone]).all(1)
+                    alone = model.window(hs[n - 2], S_in, mask[:, w])[1]
+                    for column, S_read in (("S of every pass", Ss[n - 1]), ("S of pass N-1 alone", alone)):
+                        h_n = model.window(hs[n - 1], S_read, mask[:, w])[0]
+                        right = model.logits(h_n).argmax(-1)[:, zone] == target
+                        for label, rows_of in (("right", inherited), ("wrong", ~inherited)):
+                            oks = right[rows_of].flatten().tolist()
+                            tally(rows, (n, label), oks, [column] * len(oks))
+    return dict(sorted(rows.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("probe", choices=["layers", "order", "guesses", "steps", "cells", "ring", "head"])
+    ap.add_argument("probe", choices=["layers", "order", "guesses", "steps", "cells", "ring", "head", "fetch"])
     ap.add_argument("model", type=Path, help="a model directory, or a training run's folder")
     ap.add_argument("--batches", type=int, default=4, help="batches of 64 examples")
     ap.add_argument("--nodes", help="depo: the graph sizes M, e.g. 5-10 (default: the task's 8-24)")
@@ -285,15 +323,16 @@ def main() -> None:
                     help="layers, order, guesses: the N to compare, e.g. 1,3,4 (default: "
                          f"{','.join(map(str, PASSES))})")
     ap.add_argument("--t", help="steps, cells, ring: the t to ask about, e.g. 3,6,9,12,15 (default: steps 1 "
-                                "to the model's, ring 0 to it, cells the model's); head: the steps per pass")
-    ap.add_argument("--n-max", type=int, default=4, help="steps, cells, ring, head: passes from 1 to this")
+                                "to the model's, ring 0 to it, cells the model's); head, fetch: the steps per pass")
+    ap.add_argument("--n-max", type=int, default=4, help="steps, cells, ring, head, fetch: passes from 1 to this")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, tok, config = load(args.model)
     name = config.task["name"]
     fits = {"layers": ("facts", "depo", "rule110"), "order": ("facts", "depo"), "guesses": ("depo",),
-            "steps": ("rule110",), "cells": ("rule110",), "ring": ("rule110",), "head": ("rule110",)}
+            "steps": ("rule110",), "cells": ("rule110",), "ring": ("rule110",), "head": ("rule110",),
+            "fetch": ("rule110",)}
     if name not in fits[args.probe]:
         ap.error(f"{args.probe}: not a probe for {name} (only {', '.join(fits[args.probe])})")
     params = dict(PARAMS.get(name) or get_task(name).eval_params(config.task))
@@ -302,20 +341,21 @@ def main() -> None:
     if args.probe == "guesses":
         params["hops"] = [args.hops]
     probe = {"layers": layers, "order": order, "guesses": guesses, "steps": steps, "cells": cells,
-             "ring": ring, "head": head}[args.probe]
-    if args.probe in ("steps", "cells", "ring", "head"):
+             "ring": ring, "head": head, "fetch": fetch}[args.probe]
+    if args.probe in ("steps", "cells", "ring", "head", "fetch"):
         extra = {"ts": [int(t) for t in args.t.split(",")] if args.t else None, "n_max": args.n_max}
     else:
         extra = {"passes": tuple(args.passes)}
     rows = probe(model, tok, config, args.batches, params, **extra)
     what = {"guesses": f"share of h = {args.hops} answers (questions)",
             "ring": "linear readout of each cell from the features (accuracy @its best position)",
-            "head": f"LM head at each position against cell p - {args.t} N at step {args.t} N (cells)"}
+            "head": f"LM head at each position against cell p - {args.t} N at step {args.t} N (cells)",
+            "fetch": f"LM head at positions 0-{2 * int(args.t or 1) - 1} after pass N, by the S it reads (cells)"}
     what = what.get(args.probe, "accuracy (questions)")
     print(f"{args.model}: {what}, {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
     first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", f"1/(M-{args.hops})"],
              "steps": ["N"], "cells": ["t", "cell"], "ring": ["t", "cell"],
-             "head": ["positions"]}
+             "head": ["positions"], "fetch": ["N", "pass N-1 had them all"]}
     print(table(rows, first[args.probe]))
 
 

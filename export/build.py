@@ -142,6 +142,10 @@ def card(name: str, config: Config, metrics: dict) -> str:
         if any(s["device"] == "cuda" for s in t.get("stages", [])) else ""
     stage_rows = "\n".join(f"| {s['run']} | {s['device']} | {s['passes']} | {s['batch']} | {s['seed']} | {s['steps']} "
                            f"| {s['wall_s']} | `{s['command']}` |" for s in t.get("stages", []))
+    lost = [s["run"] for s in t.get("stages", []) if s.get("missing")]
+    if lost:
+        stage_rows += (f"\n\nThe chain stops at {lost[0]}, whose run was not kept: the totals leave out it and the "
+                       "stages before it (their commands and minutes are in benchmarks/sleep-depth.md).")
     return f"""# {name}
 
 A {sum(1 for _ in a.layer_types)}-layer hybrid ({", ".join(a.layer_types)}), d={a.d_model}, window L={a.window},

@@ -165,3 +165,21 @@ def test_build_cli_evaluates_the_card_at_the_given_passes(tmp_path):
     with pytest.raises(SystemExit):
         build(["--run", str(run), "--out", str(tmp_path / "other"), "--eval-passes", "1,0"])
     assert not (tmp_path / "other").exists()
+
+
+def test_card_says_where_a_lineage_was_lost():
+    """A lineage whose oldest kept stage names a parent run that was not kept: the card's totals
+    cannot count that parent, and the card says so (it names the lost run)."""
+    from edgesleep.config import Config, ModelArgs
+    from export.build import card
+
+    stages = [{"run": "gone", "missing": True, "command": "", "device": "?", "passes": "?", "batch": "?",
+               "seed": "?", "steps": 5, "wall_s": 0},
+              {"run": "kept", "command": "python -m export.train --out kept", "device": "cpu", "passes": "1-4",
+               "batch": 32, "seed": 1, "steps": 10, "wall_s": 60}]
+    train = {"passes": "1-4", "steps": 10, "wall_s": 60, "stages": stages, "total_steps": 15, "total_wall_s": 60}
+    metrics = {"task": "rule110", "examples": 2, "seed": 1234, "counts": {"t=12": 8}, "accuracy": {"1": {"t=12": 0.5}}}
+    config = Config(ModelArgs(vocab_size=8, d_model=32, window=24), {"name": "rule110", "steps": 12}, [1, 2, 3, 4], train)
+    assert "The chain stops at gone, whose run was not kept" in card("m", config, metrics)
+    kept_only = Config(config.args, config.task, [1, 2, 3, 4], {**train, "stages": stages[1:]})
+    assert "not kept" not in card("m", kept_only, metrics)

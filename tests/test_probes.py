@@ -117,6 +117,26 @@ def test_head_probe_scores_every_position_after_every_pass(tmp_path):
     assert all(set(r) == {"N=1", "N=2", "N=3"} and all(n == 64 * 4 * 4 for _, n in r.values()) for r in rows.values())
 
 
+def test_fetch_probe_reads_the_wrapped_cells_by_the_s_they_come_from():
+    """The shipped rule110 (two steps a pass) through `fetch`: positions 0-3 of every string counted
+    once per pass N >= 2 and per S read, split by what pass N - 1 handed on. At N = 2 the S pass 1
+    wrote alone is every pass's S, so the two columns agree; pass 2 reads those cells well (0.95
+    in entry 29)."""
+    from pathlib import Path
+
+    from benchmarks.probes import fetch, load
+
+    model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
+    rows = fetch(model, tok, config, 1, {"steps": 12}, ts=[2], n_max=3)
+    assert {n for n, _ in rows} == {2, 3} and {label for _, label in rows} <= {"right", "wrong"}
+    columns = ("S of every pass", "S of pass N-1 alone")
+    for n in (2, 3):
+        assert all(sum(r[c][1] for key, r in rows.items() if key[0] == n) == 64 * 4 * 4 for c in columns)
+    two = [r for key, r in rows.items() if key[0] == 2]
+    assert all(r[columns[0]] == r[columns[1]] for r in two)
+    assert sum(r[columns[0]][0] for r in two) / (64 * 4 * 4) > 0.9
+
+
 def test_depo_probes_take_the_passes_to_compare():
     """The shipped depo through `order` and `guesses` at the N asked for: a row per N, every answer
     labelled once, and at its deepest trained N it composes 4 hops on 8-10 node graphs well above
