@@ -350,7 +350,7 @@ def main() -> None:
     what = {"guesses": f"share of h = {args.hops} answers (questions)",
             "ring": "linear readout of each cell from the features (accuracy @its best position)",
             "head": f"LM head at each position against cell p - {args.t} N at step {args.t} N (cells)",
-            "fetch": f"LM head at positions 0-{2 * int(args.t or 1) - 1} after pass N, by the S it reads (cells)"}
+            "fetch": f"LM head at positions p < 2K (K = {args.t}) after pass N, by the S it reads (cells)"}
     what = what.get(args.probe, "accuracy (questions)")
     print(f"{args.model}: {what}, {args.batches * 64} examples, seeds 100-{99 + args.batches}, {params}")
     first = {"layers": ["N", "fast weights kept"], "order": ["N"], "guesses": ["N", "M", f"1/(M-{args.hops})"],

@@ -67,8 +67,8 @@ class Config:
 
     @property
     def deep_passes(self) -> int:
-        """The deepest sleep it was trained for: the default N of a deep sleep (rule110's steps two
-        cells a pass, so fewer passes answer a smaller t, not the task's)."""
+        """The deepest sleep it was trained for: the default N of a deep sleep (a rule110 model steps
+        the automaton a few cells a pass, so fewer passes answer a smaller t than the task's)."""
         return max(self.passes)
 
     def to_json(self) -> str:

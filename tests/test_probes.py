@@ -49,18 +49,18 @@ def test_steps_probe_reads_every_t_up_to_the_given_one():
 
 
 def test_steps_probe_asks_about_chosen_t_and_more_passes():
-    """At chosen t and up to five passes: the shipped rule110 steps the automaton twice a pass
-    (notebook entry 28), so four passes answer t = 8, and one pass does not."""
+    """At chosen t and up to five passes: the shipped rule110 steps the automaton three cells a pass
+    (notebook entry 29), so three passes answer t = 9, and one pass does not."""
     from pathlib import Path
 
     from benchmarks.probes import load, steps
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
-    rows = steps(model, tok, config, 1, {"steps": 4}, ts=[2, 8], n_max=5)
+    rows = steps(model, tok, config, 1, {"steps": 4}, ts=[3, 9], n_max=5)
     assert list(rows)[1:] == [(n,) for n in range(1, 6)]
-    assert all(set(r) == {"t=2", "t=8"} for r in rows.values())
-    (four, n), (one, _) = rows[(4,)]["t=8"], rows[(1,)]["t=8"]
-    assert four / n > 0.9 and one / n < 0.7
+    assert all(set(r) == {"t=3", "t=9"} for r in rows.values())
+    (three, n), (one, _) = rows[(3,)]["t=9"], rows[(1,)]["t=9"]
+    assert three / n > 0.9 and one / n < 0.7
 
 
 def test_cells_probe_asks_every_index(tmp_path):
@@ -87,7 +87,7 @@ def test_cells_probe_asks_every_index(tmp_path):
 
 def test_ring_probe_reads_cells_from_the_features():
     """The shipped rule110 through the `ring` probe: a row per (t, cell) for all 24 cells. Every
-    cell's own token is read back from the features (t = 0), and cell 0 after one pass's two
+    cell's own token is read back from the features (t = 0), and cell 0 after one pass's three
     steps is read at the window's last position, where the whole string is in view, well above
     the majority class."""
     from pathlib import Path
@@ -95,12 +95,12 @@ def test_ring_probe_reads_cells_from_the_features():
     from benchmarks.probes import load, ring
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
-    rows = ring(model, tok, config, 2, {"steps": 4}, ts=[0, 2], n_max=1)
-    assert list(rows) == [(t, c) for t in (0, 2) for c in range(24)]
+    rows = ring(model, tok, config, 2, {"steps": 4}, ts=[0, 3], n_max=1)
+    assert list(rows) == [(t, c) for t in (0, 3) for c in range(24)]
     assert all(set(r) == {"N=1", "majority class"} for r in rows.values())
     assert all(float(rows[(0, c)]["N=1"].split()[0]) >= 0.95 for c in range(24))
-    read, position = rows[(2, 0)]["N=1"].split()
-    assert position == "@23" and float(read) > float(rows[(2, 0)]["majority class"]) + 0.2
+    read, position = rows[(3, 0)]["N=1"].split()
+    assert position == "@23" and float(read) > float(rows[(3, 0)]["majority class"]) + 0.2
 
 
 def test_head_probe_scores_every_position_after_every_pass(tmp_path):
@@ -118,23 +118,23 @@ def test_head_probe_scores_every_position_after_every_pass(tmp_path):
 
 
 def test_fetch_probe_reads_the_wrapped_cells_by_the_s_they_come_from():
-    """The shipped rule110 (two steps a pass) through `fetch`: positions 0-3 of every string counted
-    once per pass N >= 2 and per S read, split by what pass N - 1 handed on. At N = 2 the S pass 1
-    wrote alone is every pass's S, so the two columns agree; pass 2 reads those cells well (0.95
-    in entry 29)."""
+    """The shipped rule110 (three steps a pass) through `fetch`: positions 0-5 of every string
+    counted once per pass N >= 2 and per S read, split by what pass N - 1 handed on. At N = 2 the
+    S pass 1 wrote alone is every pass's S, so the two columns agree. This model never learned to
+    fetch them (entry 29): pass 2 reads them at 0.67, where the two-steps-a-pass model read 0.95."""
     from pathlib import Path
 
     from benchmarks.probes import fetch, load
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
-    rows = fetch(model, tok, config, 1, {"steps": 12}, ts=[2], n_max=3)
+    rows = fetch(model, tok, config, 1, {"steps": 12}, ts=[3], n_max=3)
     assert {n for n, _ in rows} == {2, 3} and {label for _, label in rows} <= {"right", "wrong"}
-    columns = ("S of every pass", "S of pass N-1 alone")
+    columns, cells = ("S of every pass", "S of pass N-1 alone"), 64 * 4 * 6
     for n in (2, 3):
-        assert all(sum(r[c][1] for key, r in rows.items() if key[0] == n) == 64 * 4 * 4 for c in columns)
+        assert all(sum(r[c][1] for key, r in rows.items() if key[0] == n) == cells for c in columns)
     two = [r for key, r in rows.items() if key[0] == 2]
     assert all(r[columns[0]] == r[columns[1]] for r in two)
-    assert sum(r[columns[0]][0] for r in two) / (64 * 4 * 4) > 0.9
+    assert 0.6 < sum(r[columns[0]][0] for r in two) / cells < 0.8
 
 
 def test_depo_probes_take_the_passes_to_compare():

@@ -48,7 +48,7 @@ def test_card_reproduces_on_fresh_data(model):
     flat margin by chance (an N = 1 model slept at N = 4: 0.375 on these 20 examples, 0.20-0.24 on
     200 from each of three seeds). A broken export still fails: every model answers its easiest
     kind (1-hop, or rule110's one cell) far above chance at the N where its card is best, which is
-    checked too (rule110 answers its t = 12 only at N = 6)."""
+    checked too (rule110 answers its t = 12 only at N = 4)."""
     card = json.loads((SHIPPED / model / "metrics.json").read_text())
     best = max(card["accuracy"], key=lambda n: sum(card["accuracy"][n].values()))
     for n in sorted({1, 4, int(best)}):
@@ -81,12 +81,14 @@ def test_deep_sleep_answers_four_hop_questions_one_pass_cannot():
 
 
 def test_deep_sleep_answers_rule110_at_t12_one_pass_cannot():
-    """rule110 at t = 12, where cell 0 depends on the whole ring: models/rule110 steps the
-    automaton twice a pass, so six passes answer it, far above models/rule110-n1 (one pass,
-    trained as many CPU minutes from the same start) at N = 1."""
-    deep = accuracy("rule110", 6, examples=20)["t=12"]
+    """The issue's rule110 target on the shipped pair, at t = 12, where cell 0 depends on the whole
+    ring: models/rule110 steps the automaton three cells a pass, so four passes answer it, at least
+    10 points above models/rule110-n1 (one pass, trained as many CPU minutes from the same start)
+    at N = 1; three passes answer only t = 9, so at t = 12 they are near chance."""
+    deep = accuracy("rule110", 4, examples=20)["t=12"]
     baseline = accuracy("rule110-n1", 1, examples=20)["t=12"]
-    assert deep > 0.9 and deep > baseline + 0.1, (deep, baseline)
+    assert deep > 0.7 and deep > baseline + 0.1, (deep, baseline)
+    assert accuracy("rule110", 3, examples=20)["t=12"] < 0.65
 
 
 @pytest.mark.parametrize("passes", [1, 4])
