@@ -10,7 +10,7 @@
     .venv/bin/python -m benchmarks.probes cells runs/r110-w-dense --t 2   # rule110 at every cell index
     .venv/bin/python -m benchmarks.probes ring runs/r110-k3climb2-s31 --t 0,3,6 --batches 8  # in the features
     .venv/bin/python -m benchmarks.probes head runs/r110-k2-ring --t 2 --n-max 4   # the ring the LM head reads
-    .venv/bin/python -m benchmarks.probes fetch models/rule110 --t 2 --n-max 6   # its wrapped cells, by S
+    .venv/bin/python -m benchmarks.probes fetch export/checkpoints/r110-k2r-5 --t 2 --n-max 7   # wrapped cells, by S
 
 `layers`: accuracy per question kind when each GDN layer's fast weights are zeroed at question
 time, the other layer's kept: which layer holds the context.
@@ -283,7 +283,8 @@ def fetch(model: Model, tok: Tokenizer, config: Config, count: int, params: dict
     wrap around to the window's end, which only S holds. Read from the S every pass so far wrote
     (as the model runs), and from the S pass N - 1 alone wrote over the window's incoming S: if the
     second is better, older passes' writes get in the way. A row per N and per whether pass N - 1
-    had all those positions right (what pass N inherits through the features)."""
+    had all those positions right (what pass N inherits through the features). Every string gets
+    n_max passes, so the S the later strings start from, and the figures, depend on n_max."""
     (k,) = ts or [1]
     zone = slice(0, 2 * k)
     rows = {}
@@ -292,17 +293,17 @@ def fetch(model: Model, tok: Tokenizer, config: Config, count: int, params: dict
             tokens, mask = batch["tokens"], batch["mask"]
             S = model.empty_state(tokens.shape[0])
             for w in range(tokens.shape[1]):
-                S_in, h = S, model.embed(tokens[:, w])
-                hs, Ss = [h], [S]  # input features and S before each pass
+                h = model.embed(tokens[:, w])
+                hs, Ss = [h], [S]  # the input features and S of each pass; Ss[0] is the window's incoming S
                 for _ in range(n_max):
                     h, S = model.window(h, S, mask[:, w])
                     hs.append(h)
                     Ss.append(S)
-                head = [None] + [model.logits(x).argmax(-1)[:, zone] for x in hs[1:]]
+                read = [None] + [model.logits(x).argmax(-1)[:, zone] for x in hs[1:]]
                 for n in range(2, n_max + 1):
                     target = ring_target(tokens[:, w], tok, k * n)[:, zone]
-                    inherited = (head[n - 1] == ring_target(tokens[:, w], tok, k * (n - 1))[:, zone]).all(1)
-                    alone = model.window(hs[n - 2], S_in, mask[:, w])[1]
+                    inherited = (read[n - 1] == ring_target(tokens[:, w], tok, k * (n - 1))[:, zone]).all(1)
+                    alone = model.window(hs[n - 2], Ss[0], mask[:, w])[1]
                     for column, S_read in (("S of every pass", Ss[n - 1]), ("S of pass N-1 alone", alone)):
                         h_n = model.window(hs[n - 1], S_read, mask[:, w])[0]
                         right = model.logits(h_n).argmax(-1)[:, zone] == target
