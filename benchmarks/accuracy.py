@@ -1,5 +1,5 @@
 """Held-out accuracy of every shipped model at the N its card was evaluated at (1, 2, 4, 8, and
-rule110's 6): one table and one plot.
+rule110's 3 and 6): one table and one plot.
 
     .venv/bin/python -m benchmarks.accuracy              # from each model's metrics.json
     .venv/bin/python -m benchmarks.accuracy --evaluate   # re-evaluate through the API (~30 min)

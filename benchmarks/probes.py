@@ -293,22 +293,20 @@ def fetch(model: Model, tok: Tokenizer, config: Config, count: int, params: dict
             tokens, mask = batch["tokens"], batch["mask"]
             S = model.empty_state(tokens.shape[0])
             for w in range(tokens.shape[1]):
-                h = model.embed(tokens[:, w])
-                hs, Ss = [h], [S]  # the input features and S of each pass; Ss[0] is the window's incoming S
+                S_in, hs = S, [model.embed(tokens[:, w])]  # the window's incoming S; each pass's input
                 for _ in range(n_max):
-                    h, S = model.window(h, S, mask[:, w])
+                    h, S = model.window(hs[-1], S, mask[:, w])
                     hs.append(h)
-                    Ss.append(S)
-                read = [None] + [model.logits(x).argmax(-1)[:, zone] for x in hs[1:]]
+                targets = [ring_target(tokens[:, w], tok, k * n)[:, zone] for n in range(n_max + 1)]
+                right = [model.logits(h).argmax(-1)[:, zone] == target for h, target in zip(hs, targets)]
                 for n in range(2, n_max + 1):
-                    target = ring_target(tokens[:, w], tok, k * n)[:, zone]
-                    inherited = (read[n - 1] == ring_target(tokens[:, w], tok, k * (n - 1))[:, zone]).all(1)
-                    alone = model.window(hs[n - 2], Ss[0], mask[:, w])[1]
-                    for column, S_read in (("S of every pass", Ss[n - 1]), ("S of pass N-1 alone", alone)):
-                        h_n = model.window(hs[n - 1], S_read, mask[:, w])[0]
-                        right = model.logits(h_n).argmax(-1)[:, zone] == target
+                    alone = model.window(hs[n - 2], S_in, mask[:, w])[1]
+                    h_alone = model.window(hs[n - 1], alone, mask[:, w])[0]
+                    right_alone = model.logits(h_alone).argmax(-1)[:, zone] == targets[n]
+                    inherited = right[n - 1].all(1)
+                    for column, oks_all in (("S of every pass", right[n]), ("S of pass N-1 alone", right_alone)):
                         for label, rows_of in (("right", inherited), ("wrong", ~inherited)):
-                            oks = right[rows_of].flatten().tolist()
+                            oks = oks_all[rows_of].flatten().tolist()
                             tally(rows, (n, label), oks, [column] * len(oks))
     return dict(sorted(rows.items()))
 

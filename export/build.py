@@ -74,7 +74,7 @@ def write_card(model_dir: Path, name: str, eval_examples: int = 200,
 
 
 def card_passes(model_dir: Path) -> list[int]:
-    """The N a model's card was evaluated at, so that refreshing it keeps them (rule110's has N = 6)."""
+    """The N a model's card was evaluated at, so that refreshing it keeps them (rule110's has N = 3 and 6)."""
     metrics = model_dir / "metrics.json"
     if not metrics.exists():
         return list(EVAL_PASSES)
