@@ -17,6 +17,8 @@ __all__ = ["open", "Runtime", "__version__"]
 
 
 def open(model: str | Path, memory: str | Path | None = None, backend: str = "onnx",
-         passes: int = 1, threads: int | None = None) -> Runtime:  # noqa: A001 - mirrors the contract
-    """Open `model` (a model directory) with a memory (a folder, or None for an ephemeral one)."""
+         passes: int | None = None, threads: int | None = None) -> Runtime:  # noqa: A001 - mirrors the contract
+    """Open `model` (a model directory or bundled model name) with a memory (a folder, or None
+    for an ephemeral one). `passes`: the N of a deep sleep (default: the deepest the model was
+    trained for)."""
     return Runtime(model, memory=memory, backend=backend, passes=passes, threads=threads)

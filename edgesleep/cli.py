@@ -29,14 +29,14 @@ def positive_ints(spec: str) -> list[int]:
     return values
 
 
-def open_runtime(args: argparse.Namespace, passes: int | None = None):
+def open_runtime(args: argparse.Namespace):
     from edgesleep.memory import model_of
     from edgesleep.runtime import Runtime
 
     model = args.model or model_of(args.memory)
     if model is None:
         raise ValueError(f"--model is needed: {args.memory} records no model")
-    rt = Runtime(model, memory=args.memory, passes=passes or getattr(args, "passes", None) or 1,
+    rt = Runtime(model, memory=args.memory, passes=getattr(args, "passes", None),
                  backend=getattr(args, "backend", "onnx"))
     for w in rt.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -99,13 +99,12 @@ def cmd_ask(args: argparse.Namespace) -> None:
 
 def cmd_sleep(args: argparse.Namespace) -> None:
     with open_runtime(args) as rt:
-        rt.passes = args.passes or rt.config.deep_passes
         cost = rt.sleep(progress=Progress(f"deep sleep, {rt.passes} passes", 1))
         if cost is None or not cost.tokens:
-            print(f"nothing to consolidate; memory version {rt.memory.head.id} is deep")
+            print(f"nothing to consolidate; memory version {rt.version} is deep")
         else:
             print(f"consolidated {cost.tokens} tokens with {cost.passes} passes in {cost.wall_s:.2f} s "
-                  f"({cost.cpu_s:.2f} CPU s); memory version {rt.memory.head.id}")
+                  f"({cost.cpu_s:.2f} CPU s); memory version {rt.version}")
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -141,17 +140,16 @@ def parse_time(s: str | None) -> float | None:
 def cmd_forget(args: argparse.Namespace) -> None:
     with open_runtime(args) as rt:
         n = rt.forget(args.text, since=parse_time(args.since), until=parse_time(args.until))
-        print(f"retracted {n} feeds and rebuilt the memory without them (version {rt.memory.head.id}); "
+        print(f"retracted {n} feeds and rebuilt the memory without them (version {rt.version}); "
               f"run `edgesleep sleep` to deepen it again" if n else "nothing in the journal matched")
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
     with open_runtime(args) as rt:
         if args.version is None:
-            for vid in rt.memory.version_ids():
-                v, _ = rt.memory.read(vid)
-                print(f"  {vid:>6}  {v.kind:<6} {datetime.fromtimestamp(v.time):%Y-%m-%d %H:%M:%S}  "
-                      f"{v.tokens_consolidated} tokens consolidated")
+            for v in rt.versions():
+                print(f"  {v['id']:>6}  {v['kind']:<6} {datetime.fromtimestamp(v['time']):%Y-%m-%d %H:%M:%S}  "
+                      f"{v['tokens_consolidated']} tokens consolidated")
             return
         rt.rollback(args.version)
         print(f"rolled back to version {args.version}")
@@ -159,7 +157,7 @@ def cmd_rollback(args: argparse.Namespace) -> None:
 
 def cmd_backup(args: argparse.Namespace) -> None:
     with open_runtime(args) as rt:
-        print(f"backed up to {rt.memory.backup(args.dest)}")
+        print(f"backed up to {rt.backup(args.dest)}")
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
@@ -183,12 +181,10 @@ def cmd_daemon(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from edgesleep.bench import run_bench, table
+    from edgesleep.bench import device_report, report_lines
 
-    result = run_bench(args.model, quick=args.quick, name=args.name, out=args.out)
-    for w in result["warnings"]:
-        print(f"warning: {w}", file=sys.stderr)
-    print(json.dumps(result, indent=1, default=float) if args.json else table(result))
+    result = device_report(args.model, tokens=args.tokens)
+    print(json.dumps(result, indent=1) if args.json else "\n".join(report_lines(result)))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -256,13 +252,11 @@ def parser() -> argparse.ArgumentParser:
     dm.add_argument("--joule-budget", type=float, help="joules per deep sleep (where RAPL is readable)")
     dm.add_argument("--rounds", type=int, help="stop after this many polls (default: run until killed)")
 
-    bn = command("bench", cmd_bench, "performance figures: history, sleep depth and cost, footprint, backends, "
-                 "the limit", memory=False, model=False)
+    bn = command("bench", cmd_bench, "this device's figures: feed, wake step, deep sleep cost, answer latency, "
+                 "memory (the full benchmark: python -m benchmarks.bench)", memory=False, model=False)
     bn.add_argument("--model", default="facts", help="a model directory or bundled model name (default: facts)")
-    bn.add_argument("--quick", action="store_true", help="small sizes: seconds instead of minutes")
-    bn.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    bn.add_argument("--name", help="results name (default: the model's, with -quick in quick mode)")
-    bn.add_argument("--out", help="folder for <name>.json and the plots (default: benchmarks/results)")
+    bn.add_argument("--tokens", type=int, default=2048, help="tokens to feed (default: 2048)")
+    bn.add_argument("--json", action="store_true", help="print the results as JSON")
     return p
 
 

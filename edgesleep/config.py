@@ -20,7 +20,7 @@ class ModelArgs:
     rope_base: float = 10000.0
     # positions are multiplied by this before RoPE (llama.cpp's freq_scale). pi turns the fastest
     # rotary pair by half a turn per token, so attention can see a position's parity relative to
-    # an anchor (depo's edges are token pairs: notebook entry 9)
+    # an anchor (depo's edges are token pairs)
     rope_scale: float = 1.0
     gdn_heads: int = 2
     gdn_head_dim: int = 64  # dk = dv, as qwen35 requires
@@ -29,7 +29,7 @@ class ModelArgs:
     norm_eps: float = 1e-6
     window: int = 64  # L: the attention cache holds at most this many tokens
     # a token id the runtime writes in slot 0 of every window, before the text (None: no such
-    # token). It anchors absolute position, which RoPE alone does not give (notebook entry 9)
+    # token). It anchors absolute position, which RoPE alone does not give
     window_token: int | None = None
 
     @property

@@ -36,9 +36,8 @@ def run_demo(model: str = "facts", passes: int | None = None, seed: int = 7, out
     Returns the figures it printed. `passes` defaults to the deepest the model was trained with."""
     st = Style(out.isatty())
     say = lambda *a: print(*a, file=out, flush=True)  # noqa: E731
-    rt = Runtime(model)
+    rt = Runtime(model, passes=passes)
     cfg, L = rt.config, rt.config.args.window_text
-    rt.passes = passes or cfg.deep_passes
     if cfg.task["name"] != "facts":
         raise ValueError(f"the demo needs a facts model; {rt.model_dir} was trained for {cfg.task['name']}")
     example = get_task("facts").sample(np.random.default_rng(seed), questions=10)

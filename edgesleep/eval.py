@@ -1,6 +1,6 @@
 """Held-out accuracy through the public API, per question kind and per number of passes.
 
-Exactly as TASKS.md's evaluators do it: feed the context, sleep (the last partial window is
+Exactly as the evaluators of the task contract do it: feed the context, sleep (the last partial window is
 consolidated and the cache cleared), then ask each question on its own with `answer`.
 """
 from __future__ import annotations
@@ -14,12 +14,13 @@ from edgesleep.runtime import Runtime
 from edgesleep.tasks import Example, get_task, kind_order
 
 
-def ask(rt: Runtime, example: Example) -> list[str]:
+def ask(rt: Runtime, example: Example, passes: int | None = None) -> list[str]:
     """The evaluators' protocol for one example: a fresh state, the context fed and consolidated
-    (the last partial window included, the cache cleared), then each question on its own."""
+    with `passes` (default: the runtime's N; the last partial window included, the cache
+    cleared), then each question on its own."""
     rt.reset()
     rt.feed(example.context)
-    rt.sleep()
+    rt.sleep(passes)
     return [rt.answer(q.text) for q in example.questions]
 
 
@@ -40,11 +41,10 @@ def evaluate(model_dir: str | Path, passes: list[int] | None = None, examples: i
         acc, counts = {}, {}
         done, total = 0, len(passes) * len(data)
         for n in passes:
-            rt.passes = n
             right: dict[str, int] = {}
             counts = {}
             for ex in data:
-                for q, got in zip(ex.questions, ask(rt, ex)):
+                for q, got in zip(ex.questions, ask(rt, ex, n)):
                     right[q.kind] = right.get(q.kind, 0) + (got == q.answer)
                     counts[q.kind] = counts.get(q.kind, 0) + 1
                 done += 1

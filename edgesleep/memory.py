@@ -5,6 +5,7 @@ A memory folder holds
 - `versions/vNNNNNNNN.fw`: immutable fast-weight versions, each checksummed (sha256) and
   written atomically. The newest good one is the head; older ones are kept for rollback;
 - `journal.log`: every token fed since the oldest kept version (edgesleep/journal.py);
+- `deep.partial`: the checkpoint of a deep sleep in progress (DeepSleep), removed at its commit;
 - `LOCK`: an flock held while a runtime has the memory open (released by the kernel when the
   process dies, kill -9 included).
 
@@ -28,14 +29,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from edgesleep.config import ModelArgs
 from edgesleep.journal import Journal, Record, write_atomic
 from edgesleep.state import FastWeights
 
 FORMAT = 1
-MAGIC = b"EDGESLEEP-FW\n"
+PARTIAL = "deep.partial"  # the checkpoint of a deep sleep in progress
 
 
 class MemoryError_(RuntimeError):
@@ -45,7 +45,7 @@ class MemoryError_(RuntimeError):
 @dataclass
 class Version:
     id: int
-    kind: str  # "light", "deep", "reset", "forget", "start"
+    kind: str  # "start", "light", "deep", "reset"; "partial" in deep.partial
     end_seq: int  # journal records up to here are in it (or were retracted)
     start_seq: int  # content begins after this seq (moved by reset)
     base: int  # the deep version whose S the light sleeps built on (itself if deep)
@@ -61,26 +61,42 @@ class Version:
 
 
 def encode_version(v: Version, fast: FastWeights) -> bytes:
-    header = json.dumps({**asdict(v), "layers": {str(i): list(s.shape) for i, s in fast.S.items()}}).encode()
-    body = MAGIC + struct.pack("<I", len(header)) + header + b"".join(
-        np.ascontiguousarray(s, np.float32).tobytes() for s in fast.S.values())
-    return body + hashlib.sha256(body).digest()
+    return fast.to_bytes(asdict(v))
 
 
 def decode_version(data: bytes) -> tuple[Version, FastWeights]:
-    body, digest = data[:-32], data[-32:]
-    if not body.startswith(MAGIC) or hashlib.sha256(body).digest() != digest:
-        raise ValueError("bad checksum")
-    n = struct.unpack_from("<I", body, len(MAGIC))[0]
-    at = len(MAGIC) + 4
-    header = json.loads(body[at:at + n])
-    at += n
-    S = {}
-    for i, shape in header.pop("layers").items():
-        size = int(np.prod(shape)) * 4
-        S[int(i)] = np.frombuffer(body[at:at + size], np.float32).reshape(shape).copy()
-        at += size
-    return Version(**header), FastWeights(S)
+    header, fast = FastWeights.from_bytes(data)
+    try:
+        return Version(**header), fast
+    except TypeError as e:
+        raise ValueError(f"bad header ({e})") from None
+
+
+@dataclass
+class DeepSleep:
+    """One deep sleep, as a transaction of the memory: begun over everything fed since the
+    head's deep base, checkpointed after each window (an interrupted one resumes from its last
+    checkpoint), committed as one new deep version. Nothing changes until `commit`."""
+
+    memory: "Memory"
+    base: Version
+    passes: int
+    tokens: list[int]  # every token fed since the base, in order
+    fast: FastWeights  # where replay starts: the base's S, or an interrupted sleep's
+    windows_done: int  # of an interrupted sleep of the same stretch and depth, else 0
+
+    def checkpoint(self, windows: int, fast: FastWeights) -> None:
+        """S after `windows` replayed windows, kept so that an interruption loses no window."""
+        mem = self.memory
+        v = Version(self.base.id, "partial", mem.journal.last_seq, self.base.start_seq, self.base.id, self.passes,
+                    cost={"windows_done": windows})
+        write_atomic(mem.folder / PARTIAL, encode_version(v, fast), mem.durable)
+
+    def commit(self, fast: FastWeights, cost: dict) -> Version:
+        """Write `fast` as the new head, a deep version covering everything fed."""
+        mem = self.memory
+        return mem.commit(mem.journal.last_seq, [], passes=self.passes, fast=fast,
+                          tokens_consolidated=self.base.tokens_consolidated + len(self.tokens), cost=cost)
 
 
 class Memory:
@@ -156,9 +172,7 @@ class Memory:
 
     def read(self, vid: int) -> tuple[Version, FastWeights]:
         v, fast = decode_version(self._version_path(vid).read_bytes())
-        if set(fast.S) != set(self.args.gdn_layers) or any(
-                s.shape != (self.args.gdn_heads, self.args.gdn_head_dim, self.args.gdn_head_dim)
-                for s in fast.S.values()):
+        if not fast.fits(self.args):
             raise ValueError("shapes do not match the model")
         if not fast.is_finite():
             raise ValueError("non-finite fast weights")
@@ -197,10 +211,19 @@ class Memory:
         """Records fed after the head was written (to replay after a crash)."""
         return self.journal.between(self.head.end_seq, self.journal.last_seq)
 
-    def since_base(self) -> tuple[Version, FastWeights, list[Record]]:
-        """The head's deep base and every record fed since: what a deep sleep replays."""
+    def begin_sleep(self, passes: int) -> DeepSleep:
+        """A deep sleep of depth `passes` over everything fed since the head's deep base,
+        resuming an interrupted one of the same stretch and depth."""
         base, fast = (self.head, self.consolidated) if self.head.deep else self.read(self.head.base)
-        return base, fast, self.journal.between(base.end_seq, self.journal.last_seq)
+        tokens = [t for r in self.journal.between(base.end_seq, self.journal.last_seq) for t in r.ids]
+        done = 0
+        try:
+            v, partial = decode_version((self.folder / PARTIAL).read_bytes())
+            if (v.id, v.end_seq, v.passes) == (base.id, self.journal.last_seq, passes) and partial.fits(self.args):
+                done, fast = int(v.cost["windows_done"]), partial
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # none, or unreadable: start over
+        return DeepSleep(self, base, passes, tokens, fast, done)
 
     def evict(self, tokens: int) -> None:
         """A light sleep at eviction: the wake pass already computed S^1, so it is free. Kept in
@@ -234,27 +257,9 @@ class Memory:
         self.head, self.consolidated, self.unsaved_tokens = v, fast.copy(), 0
         if deep:
             self.fast = fast.copy()
-            (self.folder / "deep.partial").unlink(missing_ok=True)
+            (self.folder / PARTIAL).unlink(missing_ok=True)
         self._prune()
         return v
-
-    def save_partial(self, base: Version, passes: int, windows: int, fast: FastWeights) -> None:
-        """Progress of a deep sleep (S after `windows` replayed windows), so an interrupted one
-        resumes where it stopped."""
-        v = Version(base.id, "partial", self.journal.last_seq, base.start_seq, base.id, passes,
-                    cost={"windows_done": windows})
-        write_atomic(self.folder / "deep.partial", encode_version(v, fast), self.durable)
-
-    def load_partial(self, base: Version, passes: int, fast: FastWeights) -> tuple[int, FastWeights]:
-        """(windows done, S) of an interrupted deep sleep of the same stretch and depth, else
-        (0, fast)."""
-        try:
-            v, partial = decode_version((self.folder / "deep.partial").read_bytes())
-            if (v.id, v.end_seq, v.passes) == (base.id, self.journal.last_seq, passes):
-                return v.cost["windows_done"], partial
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # none, or unreadable: start over
-        return 0, fast
 
     def reset(self) -> None:
         """Empty memory as a new deep version; older versions stay for rollback."""

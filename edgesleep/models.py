@@ -1,10 +1,23 @@
-"""Where model directories are found: a path, or the name of a bundled model."""
+"""Where model directories are found: a path, or the name of a bundled model.
+
+The bundled models are the package `edgesleep.bundled` (the repository's models/ folder), found
+through the import system, so the same names work in a checkout and in an installed wheel.
+$EDGESLEEP_MODELS, when set, is searched first.
+"""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
-BUNDLED = Path(os.environ.get("EDGESLEEP_MODELS", Path(__file__).resolve().parents[1] / "models"))
+
+def bundled_folders() -> list[Path]:
+    """Where bundled model names are looked up, in order."""
+    folders = [Path(os.environ["EDGESLEEP_MODELS"])] if os.environ.get("EDGESLEEP_MODELS") else []
+    spec = importlib.util.find_spec("edgesleep.bundled")
+    if spec is not None and spec.submodule_search_locations:
+        folders += [Path(p) for p in spec.submodule_search_locations]
+    return folders
 
 
 def resolve(model: str | Path) -> Path:
@@ -12,8 +25,10 @@ def resolve(model: str | Path) -> Path:
     path = Path(model)
     if path.is_dir():
         return path
-    if (BUNDLED / str(model)).is_dir():
-        return BUNDLED / str(model)
-    raise FileNotFoundError(f"no model directory at {model}" + (
-        f" (bundled models: {', '.join(sorted(p.name for p in BUNDLED.iterdir() if p.is_dir()))})"
-        if BUNDLED.is_dir() else ""))
+    folders = bundled_folders()
+    for folder in folders:
+        if (folder / str(model)).is_dir():
+            return folder / str(model)
+    names = sorted({p.name for f in folders if f.is_dir() for p in f.iterdir()
+                    if p.is_dir() and (p / "config.json").exists()})
+    raise FileNotFoundError(f"no model directory at {model}" + (f" (bundled models: {', '.join(names)})" if names else ""))

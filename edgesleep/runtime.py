@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesleep.backends import load_backend
+from edgesleep.backends import Backend, load_backend
 from edgesleep.backends.onnx import WEIGHTS_DATA
 from edgesleep.config import Config
 from edgesleep.journal import Record
@@ -41,16 +41,14 @@ class Runtime:
     """One model, one memory. Use `edgesleep.open` to make one."""
 
     def __init__(self, model_dir: str | Path, memory: str | Path | None = None, backend: str = "onnx",
-                 passes: int = 1, threads: int | None = None):
-        if int(passes) < 1:
-            raise ValueError(f"passes must be >= 1, got {passes}")
+                 passes: int | None = None, threads: int | None = None):
+        self._passes = _depth(passes)
         self.model_dir = resolve(model_dir)
         self.config = Config.load(self.model_dir)
         self.tokenizer = Tokenizer.from_file(self.model_dir / "tokenizer.json")
-        self.backend = load_backend(backend, self.model_dir, self.config, threads)
-        self.passes = int(passes)
+        self.backend: Backend = load_backend(backend, self.model_dir, self.config, threads)
         try:
-            self.memory = Memory(memory, self.config.args, fingerprint(self.model_dir, self.config),
+            self._memory = Memory(memory, self.config.args, fingerprint(self.model_dir, self.config),
                                  model=str(self.model_dir.resolve()))
         except BaseException:
             self.backend.close()
@@ -65,15 +63,22 @@ class Runtime:
             raise
 
     @property
+    def passes(self) -> int:
+        """The depth N of a deep sleep: `passes` given at open, else the deepest the model was
+        trained for (its config.json's "passes")."""
+        return self._passes or self.config.deep_passes
+
+    @property
     def warnings(self) -> list[str]:
-        return self.memory.warnings
+        """What the memory fell back from at open (a corrupt version, a torn journal tail)."""
+        return self._memory.warnings
 
     def _recover(self) -> None:
         """Rebuild the window from the head version, then replay what the journal holds beyond
         it (input fed before a crash, or after an interrupted correction)."""
-        for token in self.memory.head.pending:
+        for token in self._memory.head.pending:
             self._step(token)
-        for record in self.memory.unconsolidated():
+        for record in self._memory.unconsolidated():
             self._consume(record)
 
     # -- wake ---------------------------------------------------------------------------------
@@ -82,51 +87,48 @@ class Runtime:
         window is evicted and consolidated. Returns the number of tokens fed."""
         ids = self.tokenizer.encode(text)
         if ids:
-            self._consume(self.memory.append(ids))
+            self._consume(self._memory.append(ids))
         return len(ids)
 
     def _consume(self, record: Record) -> None:
         evicted = sum(self._step(token) for token in record.ids)
         if evicted:
-            self.memory.commit(record.seq, self.window.text)
+            self._memory.commit(record.seq, self.window.text)
 
     def _step(self, token: int) -> bool:
         """One wake step; True when it filled the window, which is then evicted."""
         if not self.window.pos and self.window.opener is not None:
-            self.backend.step(self.window.opener, self.window, self.memory.fast)
-        self._logits = self.backend.step(token, self.window, self.memory.fast)
+            self.backend.step(self.window.opener, self.window, self._memory.fast)
+        self._logits = self.backend.step(token, self.window, self._memory.fast)
         if not self.window.full:
             return False
-        self.memory.evict(len(self.window.text))
+        self._memory.evict(len(self.window.text))
         self.window = Window.empty(self.config.args)
         return True
 
     # -- sleep --------------------------------------------------------------------------------
-    def sleep(self, progress: Callable[[int, int], None] | None = None,
+    def sleep(self, passes: int | None = None, progress: Callable[[int, int], None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> SleepCost | None:
-        """Consolidate everything fed since the last deep version with N passes, the partial
-        window included, and clear the attention cache. Synchronous and idempotent; resumable
-        when `should_stop` interrupts it (returns None then)."""
-        mem = self.memory
+        """Consolidate everything fed since the last deep version with N passes (`passes`, else
+        the N given at open, else the model's trained depth), the partial window included, and
+        clear the attention cache. Synchronous and idempotent; resumable when `should_stop`
+        interrupts it (returns None then)."""
+        n = _depth(passes) or self.passes
         if not self.needs_sleep():
             return self.last_sleep
         wall, cpu = time.perf_counter(), time.process_time()
-        base, fast, records = mem.since_base()
-        tokens = [t for r in records for t in r.ids]
-        if self.passes == 1:  # the light state is already the N = 1 state: nothing to replay
-            self.memory.evict(len(self.window.text))
-            fast = self.memory.consolidated
+        deep = self._memory.begin_sleep(n)
+        if n == 1:  # the light state is already the N = 1 state: nothing to replay
+            self._memory.evict(len(self.window.text))
+            fast = self._memory.consolidated
         else:
-            start, fast = mem.load_partial(base, self.passes, fast)
-            fast, done = replay(self.backend, tokens, fast, self.passes, progress, should_stop,
-                                start, lambda w, s: mem.save_partial(base, self.passes, w, s))
-            if done < -(-len(tokens) // self.config.args.window_text):
+            fast, done = replay(self.backend, deep.tokens, deep.fast, n, progress, should_stop,
+                                deep.windows_done, deep.checkpoint)
+            if done < -(-len(deep.tokens) // self.config.args.window_text):
                 return None
-        cost = SleepCost(len(tokens), self.passes, time.process_time() - cpu, time.perf_counter() - wall)
+        cost = SleepCost(len(deep.tokens), n, time.process_time() - cpu, time.perf_counter() - wall)
         try:
-            mem.commit(mem.journal.last_seq, [], passes=self.passes, fast=fast,
-                       tokens_consolidated=base.tokens_consolidated + len(tokens),
-                       cost={"tokens": cost.tokens, "passes": cost.passes, "cpu_s": cost.cpu_s, "wall_s": cost.wall_s})
+            deep.commit(fast, {"tokens": cost.tokens, "passes": cost.passes, "cpu_s": cost.cpu_s, "wall_s": cost.wall_s})
         except FloatingPointError:
             self._rebuild()  # back to the head version and the journal after it
             raise
@@ -136,8 +138,8 @@ class Runtime:
 
     def needs_sleep(self) -> bool:
         """Whether anything fed is not yet consolidated deeply."""
-        head = self.memory.head
-        return not (head.deep and head.end_seq == self.memory.journal.last_seq and not self.window.pos)
+        head = self._memory.head
+        return not (head.deep and head.end_seq == self._memory.journal.last_seq and not self.window.pos)
 
     # -- queries ------------------------------------------------------------------------------
     def answer(self, question: str) -> str:
@@ -146,14 +148,14 @@ class Runtime:
         ids = self.tokenizer.encode(question)
         if not ids:
             raise ValueError("empty question")
-        saved = (self.window.copy(), self.memory.snapshot(), self._logits)
+        saved = (self.window.copy(), self._memory.snapshot(), self._logits)
         try:
             for token in ids:
                 self._step(token)
             return self.tokenizer.words[self._greedy(self._logits)]
         finally:
             self.window, snap, self._logits = saved
-            self.memory.restore_snapshot(snap)
+            self._memory.restore_snapshot(snap)
 
     @property
     def logits(self) -> np.ndarray | None:
@@ -177,7 +179,7 @@ class Runtime:
             raise ValueError("generate needs a prompt or earlier input")
         for _ in range(max_tokens):
             token = self._greedy(self._logits) if temperature == 0 else self._sample(temperature, top_p, rng)
-            self._consume(self.memory.append([token]))
+            self._consume(self._memory.append([token]))
             word = self.tokenizer.words[token]
             yield word
             if word in stop:
@@ -204,16 +206,16 @@ class Runtime:
             return (since is None or r.t >= since) and (until is None or r.t <= until)
         if words is None and since is None and until is None:
             raise ValueError("forget needs text or a time range")
-        seqs = {r.seq for r in self.memory.journal.records if hit(r) and r.seq > self.memory.head.start_seq}
+        seqs = {r.seq for r in self._memory.journal.records if hit(r) and r.seq > self._memory.head.start_seq}
         if not seqs:
             return 0
-        self.memory.retract(seqs, self.memory.plan_forget(seqs))
+        self._memory.retract(seqs, self._memory.plan_forget(seqs))
         self._rebuild()
         return len(seqs)
 
     def rollback(self, version: int) -> None:
         """Return to a kept version; what was fed after it is discarded."""
-        self.memory.rollback(version)
+        self._memory.rollback(version)
         self._rebuild()
 
     def _rebuild(self) -> None:
@@ -223,13 +225,32 @@ class Runtime:
 
     def reset(self) -> None:
         """Start from empty memory (older versions stay, so rollback can undo it)."""
-        self.memory.reset()
+        self._memory.reset()
         self.window = Window.empty(self.config.args)
         self._logits = None
 
+    # -- versions -----------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        """The head version of the memory: the one the fast weights come from."""
+        return self._memory.head.id
+
+    def versions(self) -> list[dict]:
+        """The kept versions, oldest first: id, kind, time, passes, tokens consolidated."""
+        out = []
+        for vid in self._memory.version_ids():
+            v, _ = self._memory.read(vid)
+            out.append({"id": v.id, "kind": v.kind, "time": v.time, "passes": v.passes,
+                        "tokens_consolidated": v.tokens_consolidated})
+        return out
+
+    def backup(self, dest: str | Path) -> Path:
+        """Copy the memory folder to `dest` (a new path), consistently: under this runtime's lock."""
+        return self._memory.backup(dest)
+
     # -- housekeeping -------------------------------------------------------------------------
     def status(self) -> dict:
-        s, head, mem = self.last_sleep, self.memory.head, self.memory
+        s, head, mem = self.last_sleep, self._memory.head, self._memory
         return {
             "model": str(self.model_dir), "backend": self.backend.name, "passes": self.passes,
             "window": {"fill": len(self.window.text), "size": self.config.args.window_text},
@@ -245,7 +266,7 @@ class Runtime:
 
     def close(self) -> None:
         try:
-            self.memory.close()
+            self._memory.close()
         finally:
             self.backend.close()
 
@@ -254,3 +275,11 @@ class Runtime:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _depth(passes: int | None) -> int | None:
+    if passes is None:
+        return None
+    if int(passes) < 1:
+        raise ValueError(f"passes must be >= 1, got {passes}")
+    return int(passes)

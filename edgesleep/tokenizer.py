@@ -1,4 +1,4 @@
-"""Word-level tokenizers over a task's vocabulary (TASKS.md: split on whitespace only)."""
+"""Word-level tokenizers over a task's vocabulary (the task contract: split on whitespace only)."""
 from __future__ import annotations
 
 from pathlib import Path

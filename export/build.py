@@ -145,7 +145,7 @@ def card(name: str, config: Config, metrics: dict) -> str:
     lost = [s["run"] for s in t.get("stages", []) if s.get("missing")]
     if lost:
         stage_rows += (f"\n\nThe chain stops at {lost[0]}, whose run was not kept: the totals leave out it and the "
-                       "stages before it (their commands and minutes are in benchmarks/sleep-depth.md).")
+                       "stages before it (their commands and minutes are in research/notebook.md).")
     return f"""# {name}
 
 A {sum(1 for _ in a.layer_types)}-layer hybrid ({", ".join(a.layer_types)}), d={a.d_model}, window L={a.window},

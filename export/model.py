@@ -1,6 +1,6 @@
 """The edgesleep reference model: a hybrid of gated attention and Gated DeltaNet, in torch.
 
-It follows llama.cpp's `qwen35` layer by layer (see shared/notes/llama-cpp-qwen35.md) so that
+It follows llama.cpp's `qwen35` layer by layer (export/to_gguf.py maps one to the other) so that
 the same weights run in ONNX and GGUF:
 - block: h = x + mixer(rms(x)); x' = h + swiglu(rms(h)); a final rms norm; tied embeddings.
 - attention: q carries a per-head output gate, q/k get RMSNorm, NeoX RoPE, out * sigmoid(gate).
@@ -28,7 +28,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def l2_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """x / sqrt(sum x^2 + eps): qwen35's GDN q/k norm, rms_norm(x, eps/n)/sqrt(n) (models.h), not
+    """x / sqrt(sum x^2 + eps): qwen35's GDN q/k norm, rms_norm(x, eps/n)/sqrt(n) as llama.cpp builds it, not
     ggml_l2_norm. Written as that rms_norm so that it fuses like the others."""
     n = x.shape[-1]
     return rms_norm(x, torch.full((n,), n ** -0.5, dtype=x.dtype, device=x.device), eps / n)

@@ -3,8 +3,8 @@
     export_gguf(model, Path("models/x/model.gguf"), vocab_size)            # f32
     export_gguf(model, Path("models/x/model.q8_0.gguf"), vocab_size, "q8_0")
 
-Checked against the llama.cpp vendored in llama-cpp-python 0.3.36 (src/models/qwen35.cpp,
-llama-model.cpp, llama-hparams.cpp, ggml-cpu/ops.cpp). The mapping is one to one; no weight is
+Checked against the llama.cpp in llama-cpp-python 0.3.36 (tests/test_gguf.py runs both). The
+mapping is one to one; no weight is
 changed except A_log (llama.cpp stores ssm_a = -exp(A_log)):
 
   ours (export/model.py)                   GGUF tensor                 ggml shape {ne0, ne1}

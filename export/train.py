@@ -104,8 +104,8 @@ def consolidate(model: Model, batch: dict, passes, trace: dict | None = None) ->
 def ring_loss(model: Model, batch: dict, trace: dict, k: int, tok: Tokenizer) -> torch.Tensor:
     """--ring-loss: after pass n over a string, the features at position p, read through the LM
     head, should be cell p - k n at step k n (cyclic). So every pass must hand the whole ring on,
-    k steps further, where a cell-0 question rewards only the apex of cell 0's light cone
-    (notebook entry 23). The layout shifts by k a pass because attention is causal: position p
+    k steps further, where a cell-0 question rewards only the apex of cell 0's light cone.
+    The layout shifts by k a pass because attention is causal: position p
     then needs only positions p - 2k ... p of the pass before, the same map at every pass. In
     pass 1 the positions below 2k would need cells not yet seen, so they are left out; later
     passes can find those through S."""
@@ -128,8 +128,8 @@ def ring_target(tokens: torch.Tensor, tok: Tokenizer, t: int) -> torch.Tensor:
 
 def drop_state(S: list[torch.Tensor], p: float, rng: np.random.Generator) -> list[torch.Tensor]:
     """Fast-weight dropout: with probability p an example answers with one GDN layer's S (drawn
-    uniformly) zeroed. Left alone, the depo models store every edge in one GDN layer (notebook
-    entry 12), and a k-hop answer at wake needs reads from more than one."""
+    uniformly) zeroed. Left alone, the depo models store every edge in one GDN layer (research/notebook.md),
+    and a k-hop answer at wake needs reads from more than one."""
     B = S[0].shape[0]
     dropped = np.where(rng.random(B) < p, rng.integers(len(S), size=B), -1)
     return [s * torch.as_tensor(dropped != i, dtype=s.dtype, device=s.device).view(B, 1, 1, 1)
@@ -244,7 +244,7 @@ def redraw_rows(weight: torch.Tensor, rows: list[int], near: list[int] | None = 
 
 
 def common_args(ap: argparse.ArgumentParser, steps: int, eval_every: int, threads: int) -> None:
-    """The arguments every trainer here shares (this one and export/train_baselines.py)."""
+    """The arguments every trainer here shares (this one and benchmarks/train_baselines.py)."""
     ap.add_argument("--task", default="facts")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--steps", type=int, default=steps)
@@ -337,26 +337,26 @@ def main(argv: list[str] | None = None, launcher: str = "python -m export.train"
                     help="with --reinit-embed: comma-separated words around whose rows to draw the new ones")
     ap.add_argument("--reinit-embed", default="",
                     help="with --init: comma-separated words whose embedding rows to draw afresh, "
-                         "e.g. the facts jobs, whose tied rows collapsed to one point (notebook entry 7)")
+                         "e.g. the facts jobs, whose tied rows collapsed to one point")
     ap.add_argument("--rope-scale", default="1", help="RoPE position scale: a number or 'pi'")
     ap.add_argument("--window-token", action="store_true",
-                    help="open every window with a <w> token, an anchor for absolute position (notebook entry 9)")
+                    help="open every window with a <w> token, an anchor for absolute position")
     ap.add_argument("--drop-state", type=float, default=0.0,
                     help="fast-weight dropout: the share of examples that answer with one GDN layer's S zeroed")
     ap.add_argument("--steps-per-pass", type=int, default=0,
                     help="rule110 curriculum: each batch draws one N from --passes and asks about t = K*N, so "
-                         "that every pass must add K steps (notebook entry 14); held-out keeps --param steps")
+                         "that every pass must add K steps; held-out keeps --param steps")
     ap.add_argument("--one-pass", action="store_true",
                     help="with --steps-per-pass: the same questions (t = K*m, m drawn from --passes) but one pass "
-                         "per window (entry 16). Ill-posed when several levels mix: nothing in the input then tells "
-                         "which t a batch asks about (entry 18); the fair baseline is N = 1 at the target t")
+                         "per window. Ill-posed when several levels mix: nothing in the input then tells "
+                         "which t a batch asks about; the fair baseline is N = 1 at the target t")
     ap.add_argument("--climb", type=float, default=0.0,
                     help="with --steps-per-pass: a level curriculum. Batches draw N from the frontier level F and "
                          "the one below it, F starting at the low end of --passes; F moves up one level when the "
-                         "running mean of its batches' loss falls under this value (notebook entry 17)")
+                         "running mean of its batches' loss falls under this value")
     ap.add_argument("--ring-loss", type=float, default=0.0,
                     help="with --steps-per-pass: the weight of an auxiliary loss that reads the whole ring, K steps "
-                         "further, from the features after every pass (notebook entry 24)")
+                         "further, from the features after every pass")
     args = ap.parse_args(argv)
     if args.reinit_embed and not args.init:
         ap.error("--reinit-embed redraws rows of a warm start: it needs --init")

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import functools
 import math
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,40 +12,73 @@ import pytest
 from edgesleep.config import ModelArgs
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # export/ is a top-level folder of the repository, not installed
+sys.path.insert(0, str(ROOT))  # export/, benchmarks/ and research/ are folders of the repository, not installed
 
 SHIPPED = ROOT / "models"
+FIXTURES = ROOT / "tests" / "fixtures"  # tiny model directories, committed: `python tests/fixtures/build.py`
 
 if TYPE_CHECKING:
     from export.model import Model  # needs torch, which only the tests that use it import
 
 
-def tiny_model_dir(tmp_path_factory, name: str, seed: int, anchored: bool = False):
-    """A tiny random facts model exported to ONNX and GGUF: (torch model, model directory).
-    `anchored`: its windows open with <w> and its RoPE positions are scaled by pi, as depo's."""
-    pytest.importorskip("torch")
+def tiny_args(anchored: bool = False) -> ModelArgs:
+    """The dims of the test models. `anchored`: their windows open with <w> and their RoPE
+    positions are scaled by pi, as depo's."""
     from edgesleep.tasks import facts
     from edgesleep.tokenizer import Tokenizer
-    from export.build import write_model_dir
 
     tok = Tokenizer.from_words(facts.VOCAB, window_token=anchored)
-    args = ModelArgs(vocab_size=len(tok), d_model=32, attn_heads=2, attn_head_dim=16, gdn_heads=2,
+    return ModelArgs(vocab_size=len(tok), d_model=32, attn_heads=2, attn_head_dim=16, gdn_heads=2,
                      gdn_head_dim=16, ffn_dim=64, window=8, window_token=tok.window_id,
                      rope_scale=math.pi if anchored else 1.0)
-    model = scaled_random_model(args, seed=seed)
-    out = tmp_path_factory.mktemp(name) / f"facts-{name}"
+
+
+FIXTURE_SEEDS = {"tiny": 0, "anchored": 2}
+
+
+def build_fixture(name: str, out: Path) -> Path:
+    """A tiny random facts model directory (torch): the committed fixture `name` is this."""
+    from export.build import write_model_dir
+
+    model = scaled_random_model(tiny_args(name == "anchored"), seed=FIXTURE_SEEDS[name])
     write_model_dir(model, out, "facts", [1, 2], {"note": "random weights for tests"})
-    return model, out
+    return out
+
+
+class TinyModel:
+    """A committed tiny model directory, copied for a test session, and its torch model (loaded
+    on first use; the tests that ask for it need torch)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @functools.cached_property
+    def model(self) -> Model:
+        pytest.importorskip("torch")
+        from safetensors.torch import load_file
+
+        from edgesleep.config import Config
+        from export.model import Model
+
+        model = Model(Config.load(self.path).args)
+        model.load_state_dict(load_file(str(self.path / "weights.safetensors")))
+        return model.eval()
+
+
+def _fixture(tmp_path_factory, name: str) -> TinyModel:
+    out = tmp_path_factory.mktemp(name) / f"facts-{name}"
+    shutil.copytree(FIXTURES / name, out)
+    return TinyModel(out)
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    return tiny_model_dir(tmp_path_factory, "tiny", seed=0)
+def tiny(tmp_path_factory) -> TinyModel:
+    return _fixture(tmp_path_factory, "tiny")
 
 
 @pytest.fixture(scope="session")
-def anchored(tmp_path_factory):
-    return tiny_model_dir(tmp_path_factory, "anchored", seed=2, anchored=True)
+def anchored(tmp_path_factory) -> TinyModel:
+    return _fixture(tmp_path_factory, "anchored")
 
 
 def scaled_random_model(args: ModelArgs, seed: int) -> Model:

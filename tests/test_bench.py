@@ -1,5 +1,6 @@
-"""`edgesleep bench --quick` on the tiny model: the structure and sanity of its results. No timed
-assertions: timings on a shared machine say nothing about correctness."""
+"""The benchmark harness (`python -m benchmarks.bench --quick`) and the device report (`edgesleep
+bench`) on the tiny model: the structure and sanity of their results. No timed assertions:
+timings on a shared machine say nothing about correctness."""
 import contextlib
 import io
 import json
@@ -7,22 +8,20 @@ import math
 
 import pytest
 
-from edgesleep.bench import table
+from benchmarks.bench import main as harness, table
 from edgesleep.cli import main as cli
-
-pytest.importorskip("torch")  # the `tiny` fixture and the baseline export need it
 
 
 @pytest.fixture(scope="module")
 def bench(tiny, tmp_path_factory):
-    """One quick run through the CLI: (stdout JSON, the results folder)."""
-    _, path = tiny
+    """One quick run of the harness, which exports its baseline (torch): (stdout JSON, the results folder)."""
+    pytest.importorskip("torch")
+    path = tiny.path
     root = tmp_path_factory.mktemp("bench")
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
         mp.setenv("EDGESLEEP_BASELINES", str(root / "baseline"))  # not the repository's folder
-        rc = cli(["bench", "--model", str(path), "--quick", "--json", "--name", "tiny", "--out", str(root / "results")])
-    assert rc == 0
+        harness(["--model", str(path), "--quick", "--json", "--name", "tiny", "--out", str(root / "results")])
     return json.loads(out.getvalue()), root
 
 
@@ -114,3 +113,15 @@ def test_plots_or_warning(bench):
     else:
         assert len(result["plots"]) == 4
         assert all((root / "results" / p.split("/")[-1]).stat().st_size > 1000 for p in result["plots"])
+
+
+def test_device_report_runs_on_the_runtime_alone(tiny, capsys):
+    """`edgesleep bench`: every figure present and positive, the deep sleep at the model's depth."""
+    assert cli(["bench", "--model", str(tiny.path), "--tokens", "64", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["sleep"]["passes"] == 2 and r["sleep"]["tokens"] >= 64  # the tiny model's deepest
+    for x in (r["feed"]["tokens_per_s"], r["feed"]["wake_step_ms"], r["sleep"]["cpu_us_per_token_per_pass"],
+              r["answer_ms_per_token"]["ratio"], r["rss_mb"]["two_runtimes_open"]):
+        assert positive(x)
+    assert cli(["bench", "--model", str(tiny.path), "--tokens", "16"]) == 0
+    assert "python -m benchmarks.bench" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""benchmarks/curves.py: which evals of a run's log a curve reads."""
+"""research/curves.py: which evals of a run's log a curve reads."""
 import json
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("torch")  # curves reads --passes with export.train's parser
 
-from benchmarks.curves import curve, parse_run  # noqa: E402
+from research.curves import curve, parse_run  # noqa: E402
 
 
 def test_curve_reads_the_runs_deepest_n_or_the_one_named(tmp_path):

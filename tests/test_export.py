@@ -13,7 +13,8 @@ CONTEXT = "alice lives in paris . bob works as a chef . alice has a cat . the we
 @pytest.mark.parametrize("passes", [1, 3])
 @pytest.mark.parametrize("which", ["tiny", "anchored"])
 def test_runtime_matches_torch(which, passes, request):
-    model, path = request.getfixturevalue(which)
+    fx = request.getfixturevalue(which)
+    model, path = fx.model, fx.path
     with edgesleep.open(path, passes=passes) as rt:
         ids = rt.tokenizer.encode(CONTEXT)
         q_ids = rt.tokenizer.encode("where does alice live ?")
@@ -23,7 +24,7 @@ def test_runtime_matches_torch(which, passes, request):
         question_logits, ref_S, _ = torch_reference(model, ids, q_ids, passes)
         ref_logits = question_logits[-1]
         for i, s in zip(model.args.gdn_layers, ref_S):
-            np.testing.assert_allclose(rt.memory.consolidated.S[i], s, atol=1e-4, rtol=1e-4)
+            np.testing.assert_allclose(rt._memory.consolidated.S[i], s, atol=1e-4, rtol=1e-4)
         for t in q_ids:
             rt._step(t)
         logits = rt._logits
@@ -36,7 +37,7 @@ def test_position_anchors_change_the_answer(anchored):
     notice either one dropped by a graph): pi-scaled RoPE and the window token."""
     import dataclasses
 
-    model, path = anchored
+    model, path = anchored.model, anchored.path
     with edgesleep.open(path) as rt:
         ids, q_ids = rt.tokenizer.encode(CONTEXT), rt.tokenizer.encode("where does alice live ?")
     ref = torch_reference(model, ids, q_ids, 2)[0][-1]
@@ -72,7 +73,7 @@ def assert_sleep_pass_matches_torch(model, model_dir, valid: int, seed: int) -> 
 
 def test_sleep_pass_matches_chunkwise_training_form(tiny):
     """A masked partial window of the tiny model."""
-    model, path = tiny
+    model, path = tiny.model, tiny.path
     assert_sleep_pass_matches_torch(model, path, valid=5, seed=0)
 
 
@@ -96,7 +97,7 @@ def test_graphs_share_one_copy_of_the_weights(tiny):
     """model.onnx and sleep.onnx read their weights from one external file, stored once."""
     import onnx
 
-    model, model_dir = tiny
+    model, model_dir = tiny.model, tiny.path
     weight_bytes = sum(p.numel() * 4 for p in model.parameters())
     shared = (model_dir / "graphs.data").stat().st_size
     # once, not once per graph (alignment and a few large constants take the rest)
@@ -116,7 +117,7 @@ def test_wake_step_fuses_to_few_nodes(tiny, tmp_path):
     import onnx
     import onnxruntime as ort
 
-    model, model_dir = tiny
+    model, model_dir = tiny.model, tiny.path
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     options.log_severity_level = 3  # not the warning that an optimised file is machine-specific
@@ -183,3 +184,29 @@ def test_card_says_where_a_lineage_was_lost():
     assert "The chain stops at gone, whose run was not kept" in card("m", config, metrics)
     kept_only = Config(config.args, config.task, [1, 2, 3, 4], {**train, "stages": stages[1:]})
     assert "not kept" not in card("m", kept_only, metrics)
+
+
+@pytest.mark.parametrize("name", ["tiny", "anchored"])
+def test_committed_fixtures_are_what_their_script_builds(name, tmp_path):
+    """tests/fixtures/ (the runtime's test models, used without torch) holds exactly the seeded
+    random models of tests/fixtures/build.py: same config, tokenizer and weights, and graphs that
+    give the same logits."""
+    from safetensors.numpy import load_file
+
+    from conftest import FIXTURES, build_fixture
+
+    built = build_fixture(name, tmp_path / name)
+    for f in ("config.json", "tokenizer.json"):
+        assert (built / f).read_text() == (FIXTURES / name / f).read_text(), f
+    ours, theirs = load_file(str(FIXTURES / name / "weights.safetensors")), load_file(str(built / "weights.safetensors"))
+    assert ours.keys() == theirs.keys()
+    for k in ours:
+        np.testing.assert_array_equal(ours[k], theirs[k], err_msg=k)
+    answers = []
+    for path in (FIXTURES / name, built):
+        with edgesleep.open(path, passes=2) as rt:
+            rt.feed(CONTEXT)
+            rt.sleep()
+            rt.feed("where does alice live ?")
+            answers.append(rt.logits)
+    np.testing.assert_allclose(answers[0], answers[1], atol=1e-5)

@@ -31,7 +31,7 @@ TOL = dict(atol=1e-3, rtol=1e-3)
 
 @pytest.fixture(scope="module")
 def tiny_gguf(tiny):
-    model, path = tiny
+    model, path = tiny.model, tiny.path
     with LlamaSession(path / "model.gguf", n_threads=1) as s:  # export/build.py wrote it
         yield model, path, s
 
@@ -87,8 +87,8 @@ def test_window_logits_match_torch(tiny_gguf):
 
 
 def test_flash_attention_is_f16(tiny_gguf):
-    """With flash attention llama.cpp casts the f32 K/V cache to f16 before the kernel
-    (src/llama-graph.cpp, build_attn_mha), so it agrees only to f16 precision: the backend
+    """With flash attention llama.cpp casts the f32 K/V cache to f16 before the kernel, so it
+    agrees only to f16 precision: the backend
     keeps it off by default."""
     model, _, s = tiny_gguf
     ids = list(range(3, 3 + model.args.window))
@@ -136,11 +136,11 @@ def test_runtime_fast_weights_run_in_llama(tiny_gguf):
     with edgesleep.open(path, passes=2) as rt:
         rt.feed(CONTEXT)
         rt.sleep()
-        S = {i: x.copy() for i, x in rt.memory.consolidated.S.items()}
+        S = {i: x.copy() for i, x in rt._memory.consolidated.S.items()}
         q_ids = rt.tokenizer.encode(QUESTION)
         for t in q_ids:
             rt._step(t)
-        ref, S_after = rt._logits, {i: x.copy() for i, x in rt.memory.fast.S.items()}
+        ref, S_after = rt._logits, {i: x.copy() for i, x in rt._memory.fast.S.items()}
     got = llama_window(s, q_ids, S)[-1]
     np.testing.assert_allclose(got, ref, **TOL)
     state = s.read_state()
@@ -261,8 +261,8 @@ def zero_S(model):
 
 # -- backend="gguf" through the public API ------------------------------------------------------
 def assert_same_state(a, b):
-    for i, x in a.memory.fast.S.items():
-        np.testing.assert_allclose(b.memory.fast.S[i], x, **TOL)
+    for i, x in a._memory.fast.S.items():
+        np.testing.assert_allclose(b._memory.fast.S[i], x, **TOL)
 
 
 @pytest.mark.parametrize("which", ["tiny", "anchored"])
@@ -271,7 +271,7 @@ def test_gguf_backend_matches_onnx(which, request):
     eviction; after each, llama.cpp must rebuild the window it no longer holds), more input,
     a deep sleep (pass 1 recomputed on the sleep graph), and a question after it. Also for a
     model whose windows open with a token and whose RoPE is scaled."""
-    _, path = request.getfixturevalue(which)
+    path = request.getfixturevalue(which).path
     with edgesleep.open(path, passes=2) as onnx, edgesleep.open(path, backend="gguf", passes=2) as gguf:
         assert (onnx.status()["backend"], gguf.status()["backend"]) == ("onnx", "gguf")
         runtimes = (onnx, gguf)
@@ -298,7 +298,7 @@ def test_gguf_backend_matches_onnx(which, request):
 def test_memory_moves_between_backends(tiny, tmp_path):
     """A memory deep-slept under onnx, opened under gguf (the fingerprint does not depend on
     the backend), answers as under onnx."""
-    _, path = tiny
+    path = tiny.path
     with edgesleep.open(path, memory=tmp_path / "m", passes=2) as rt:
         rt.feed(CONTEXT)
         rt.sleep()
@@ -306,7 +306,7 @@ def test_memory_moves_between_backends(tiny, tmp_path):
     answers, logits = {}, {}
     for backend, memory in (("onnx", "m"), ("gguf", "copy")):
         with edgesleep.open(path, memory=tmp_path / memory, backend=backend) as rt:
-            assert rt.memory.head.deep and rt.memory.head.passes == 2
+            assert rt._memory.head.deep and rt._memory.head.passes == 2
             answers[backend] = rt.answer(QUESTION)
             rt.feed(QUESTION)
             logits[backend] = rt.logits
@@ -315,7 +315,7 @@ def test_memory_moves_between_backends(tiny, tmp_path):
 
 
 def test_gguf_backend_without_its_file(tiny, tmp_path, capsys):
-    _, path = tiny
+    path = tiny.path
     bare = tmp_path / "bare"
     shutil.copytree(path, bare, ignore=shutil.ignore_patterns("*.gguf"))
     with pytest.raises(FileNotFoundError, match=r"no model\.gguf .*`python -m export\.to_gguf "):

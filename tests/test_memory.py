@@ -16,7 +16,6 @@ import edgesleep
 from edgesleep.cli import main as cli
 from edgesleep.memory import MemoryError_
 
-pytest.importorskip("torch")  # the `tiny` fixture exports a model
 
 LINES = [f"{n} lives in {c} . {n} has a {p} ." for n, c, p in zip(
     "alice bob carol dave erin frank grace heidi ivan judy kevin laura".split(),
@@ -25,7 +24,7 @@ LINES = [f"{n} lives in {c} . {n} has a {p} ." for n, c, p in zip(
 
 
 def state(rt):
-    return {i: s.copy() for i, s in rt.memory.fast.S.items()}, list(rt.window.tokens)
+    return {i: s.copy() for i, s in rt._memory.fast.S.items()}, list(rt.window.tokens)
 
 
 def assert_same_state(a, b):
@@ -38,13 +37,13 @@ def fed_fresh(path, records, passes=1):
     """The state of a fresh ephemeral memory fed these journal records."""
     rt = edgesleep.open(path, passes=passes)
     for r in records:
-        rt._consume(rt.memory.append(r.ids))
+        rt._consume(rt._memory.append(r.ids))
     return rt
 
 
 @pytest.mark.parametrize("which", ["tiny", "anchored"])
 def test_recall_survives_a_restart(which, tmp_path, request):
-    _, model = request.getfixturevalue(which)
+    model = request.getfixturevalue(which).path
     with edgesleep.open(model, memory=tmp_path / "m", passes=2) as rt:
         for line in LINES[:3]:
             rt.feed(line)
@@ -57,11 +56,11 @@ def test_recall_survives_a_restart(which, tmp_path, request):
         deep = state(rt)
     with edgesleep.open(model, memory=tmp_path / "m") as rt:
         assert_same_state(deep, state(rt))
-        assert rt.memory.head.deep and rt.memory.head.passes == 2
+        assert rt._memory.head.deep and rt._memory.head.passes == 2
 
 
 def test_second_opener_is_refused(tiny, tmp_path):
-    _, model = tiny
+    model = tiny.path
     with edgesleep.open(model, memory=tmp_path / "m"):
         with pytest.raises(MemoryError_, match="in use by pid"):
             edgesleep.open(model, memory=tmp_path / "m")
@@ -72,7 +71,7 @@ def test_second_opener_is_refused(tiny, tmp_path):
 
 
 def test_wrong_model_and_newer_format_are_refused(tiny, tmp_path):
-    _, model = tiny
+    model = tiny.path
     edgesleep.open(model, memory=tmp_path / "m").close()
     meta = tmp_path / "m" / "memory.json"
     text = meta.read_text()
@@ -92,13 +91,13 @@ def test_wrong_model_and_newer_format_are_refused(tiny, tmp_path):
 
 
 def test_corrupt_version_falls_back_and_torn_journal_tail_is_cut(tiny, tmp_path, capsys):
-    _, model = tiny
+    model = tiny.path
     mem = tmp_path / "m"
     with edgesleep.open(model, memory=mem) as rt:
         for line in LINES[:4]:
             rt.feed(line)
         expected = state(rt)
-        head = rt.memory.head.id
+        head = rt._memory.head.id
     newest = mem / "versions" / f"v{head:08d}.fw"
     data = bytearray(newest.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -118,12 +117,12 @@ def test_corrupt_version_falls_back_and_torn_journal_tail_is_cut(tiny, tmp_path,
 
 
 def test_forget_is_replay_without_the_input(tiny, tmp_path):
-    _, model = tiny
+    model = tiny.path
     with edgesleep.open(model, memory=tmp_path / "m") as rt:
         for line in LINES[:6]:
             rt.feed(line)
         assert rt.forget("carol") == 1
-        records = list(rt.memory.journal.records)
+        records = list(rt._memory.journal.records)
         assert all(rt.tokenizer.encode("carol")[0] not in r.ids for r in records)
         forgotten = state(rt)
     fresh = fed_fresh(model, records)
@@ -132,13 +131,13 @@ def test_forget_is_replay_without_the_input(tiny, tmp_path):
 
 
 def test_rollback_and_reset(tiny, tmp_path):
-    _, model = tiny
+    model = tiny.path
     with edgesleep.open(model, memory=tmp_path / "m") as rt:
         rt.feed(LINES[0] + " " + LINES[1] + " " + LINES[2])  # one eviction: version 1
-        v1, s1 = rt.memory.head.id, state(rt)
+        v1, s1 = rt._memory.head.id, state(rt)
         rt.feed(LINES[3] + " " + LINES[4])
         rt.reset()
-        assert all(np.abs(s).sum() == 0 for s in rt.memory.fast.S.values())
+        assert all(np.abs(s).sum() == 0 for s in rt._memory.fast.S.values())
         rt.rollback(v1)
         assert_same_state(s1, state(rt))
         with pytest.raises(ValueError, match="no version"):
@@ -147,13 +146,13 @@ def test_rollback_and_reset(tiny, tmp_path):
 
 @pytest.mark.parametrize("which", ["tiny", "anchored"])
 def test_deep_sleep_is_resumable(which, tmp_path, request):
-    _, model = request.getfixturevalue(which)
+    model = request.getfixturevalue(which).path
     text = " ".join(LINES[:5])
     with edgesleep.open(model, memory=tmp_path / "a", passes=3) as rt:
         rt.feed(text)
         calls = []
         assert rt.sleep(should_stop=lambda: len(calls) > 1 or calls.append(1)) is None  # stopped early
-        assert (tmp_path / "a" / "deep.partial").exists() and not rt.memory.head.deep
+        assert (tmp_path / "a" / "deep.partial").exists() and not rt._memory.head.deep
         assert rt.sleep().tokens == len(text.split())
         resumed = state(rt)
     with edgesleep.open(model, memory=tmp_path / "b", passes=3) as rt:
@@ -219,12 +218,12 @@ TRIALS = int(os.environ.get("EDGESLEEP_CRASH_TRIALS", "6"))
 
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_kill_9_during_feed_loses_nothing(tiny, tmp_path, trial):
-    _, model = tiny
+    model = tiny.path
     rng = random.Random(trial)
     lines = [rng.choice(LINES) for _ in range(40)]
     acked = run_until_killed(model, tmp_path / "m", "feed", lines, rng.uniform(1.0, 4.0))
     with edgesleep.open(model, memory=tmp_path / "m", passes=3) as rt:
-        records = list(rt.memory.journal.records)
+        records = list(rt._memory.journal.records)
         # every feed that returned is in the journal, in order (one more may have landed)
         assert len(records) in (len(acked), len(acked) + 1)
         for r, line in zip(records, lines):
@@ -237,7 +236,7 @@ def test_kill_9_during_feed_loses_nothing(tiny, tmp_path, trial):
 
 @pytest.mark.parametrize("trial", range(max(1, TRIALS // 2)))
 def test_kill_9_during_deep_sleep_loses_nothing(tiny, tmp_path, trial):
-    _, model = tiny
+    model = tiny.path
     rng = random.Random(100 + trial)
     text = " ".join(rng.choice(LINES) for _ in range(60))
     with edgesleep.open(model, memory=tmp_path / "m", passes=3) as rt:
@@ -247,7 +246,7 @@ def test_kill_9_during_deep_sleep_loses_nothing(tiny, tmp_path, trial):
     out = run_until_killed(model, tmp_path / "m", "sleep", [], rng.uniform(0.05, 0.7) * seconds, after_line="sleeping")
     KILLED_MID_SLEEP.append("done" not in out)
     with edgesleep.open(model, memory=tmp_path / "m", passes=3) as rt:
-        assert sum(len(r.ids) for r in rt.memory.journal.records) == len(text.split()) or rt.memory.head.deep
+        assert sum(len(r.ids) for r in rt._memory.journal.records) == len(text.split()) or rt._memory.head.deep
         rt.sleep()
         after_crash = state(rt)
     fresh = edgesleep.open(model, passes=3)
@@ -270,7 +269,7 @@ def test_some_kills_landed_inside_deep_sleep():
 
 
 def test_daemon_sleeps_on_external_power(tiny, tmp_path, monkeypatch):
-    _, model = tiny
+    model = tiny.path
     mem = tmp_path / "m"
     with edgesleep.open(model, memory=mem) as rt:
         rt.feed(" ".join(LINES[:4]))
@@ -281,17 +280,17 @@ def test_daemon_sleeps_on_external_power(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGESLEEP_POWER_SUPPLY", str(supply))
     assert cli(["daemon", "--memory", str(mem), "--idle", "3600", "--rounds", "1", "--poll", "0"]) == 0
     with edgesleep.open(model, memory=mem) as rt:
-        assert not rt.memory.head.deep  # on battery and not idle: no deep sleep
+        assert not rt._memory.head.deep  # on battery and not idle: no deep sleep
     (supply / "AC" / "online").write_text("1\n")  # plugged in
     assert cli(["daemon", "--memory", str(mem), "--idle", "3600", "--rounds", "1", "--poll", "0",
                 "--passes", "2"]) == 0
     with edgesleep.open(model, memory=mem) as rt:
-        assert rt.memory.head.deep and rt.memory.head.passes == 2
+        assert rt._memory.head.deep and rt._memory.head.passes == 2
     assert "external power" in (mem / "sleep.log").read_text()
 
 
 def test_daemon_sleeps_when_idle(tiny, tmp_path, monkeypatch):
-    _, model = tiny
+    model = tiny.path
     mem = tmp_path / "m"
     with edgesleep.open(model, memory=mem) as rt:
         rt.feed(" ".join(LINES[:4]))
@@ -300,11 +299,11 @@ def test_daemon_sleeps_when_idle(tiny, tmp_path, monkeypatch):
     os.utime(mem / "journal.log", (old, old))
     assert cli(["daemon", "--memory", str(mem), "--idle", "600", "--rounds", "1", "--poll", "0"]) == 0
     with edgesleep.open(model, memory=mem) as rt:
-        assert rt.memory.head.deep and rt.memory.head.passes == 2  # the deepest the tiny model was trained for
+        assert rt._memory.head.deep and rt._memory.head.passes == 2  # the deepest the tiny model was trained for
 
 
 def test_deep_sleep_and_eval_default_to_the_models_depth(tiny, tmp_path, capsys):
-    _, model = tiny
+    model = tiny.path
     deep3 = tmp_path / "deep3"  # the tiny model, as if trained up to N = 3: a depth no default names
     shutil.copytree(model, deep3)
     config = json.loads((deep3 / "config.json").read_text())
@@ -314,14 +313,14 @@ def test_deep_sleep_and_eval_default_to_the_models_depth(tiny, tmp_path, capsys)
     assert cli(["feed", "--memory", mem, "--model", str(deep3), str(src)]) == 0
     assert cli(["sleep", "--memory", mem]) == 0
     with edgesleep.open(deep3, memory=mem) as rt:
-        assert rt.memory.head.deep and rt.memory.head.passes == 3
+        assert rt._memory.head.deep and rt._memory.head.passes == 3
     capsys.readouterr()
     assert cli(["eval", "--model", str(deep3), "--examples", "2", "--json"]) == 0
     assert list(json.loads(capsys.readouterr().out)["accuracy"]) == ["1", "2", "3", "4"]
 
 
 def test_cli_round_trip(tiny, tmp_path, capsys, monkeypatch):
-    _, model = tiny
+    model = tiny.path
     mem = str(tmp_path / "m")
     src = tmp_path / "facts.txt"
     src.write_text("\n".join(LINES[:3]))

@@ -1,10 +1,10 @@
-"""benchmarks/probes.py: the split of two-hop questions by statement order, and the rule110 steps and
+"""research/probes.py: the split of two-hop questions by statement order, and the rule110 steps and
 cells probes."""
 import pytest
 
 pytest.importorskip("torch")
 
-from benchmarks.probes import second_fact_first  # noqa: E402
+from research.probes import second_fact_first  # noqa: E402
 from edgesleep.tasks import Example  # noqa: E402
 
 
@@ -16,7 +16,7 @@ def test_depo_second_edge_before_or_after_the_first():
 
 
 def test_depo_cycle_distances_count_edges_from_the_source():
-    from benchmarks.probes import cycle_distances
+    from research.probes import cycle_distances
 
     cycle = "n03 n01 n01 n02 n02 n04 n04 n03"  # n01 -> n02 -> n04 -> n03 -> n01, edges shuffled
     from_n01 = cycle_distances(cycle, "n01")
@@ -38,7 +38,7 @@ def test_steps_probe_reads_every_t_up_to_the_given_one():
     majority class, a column per t."""
     from pathlib import Path
 
-    from benchmarks.probes import load, steps
+    from research.probes import load, steps
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
     rows = steps(model, tok, config, 1, {"steps": 4})
@@ -50,10 +50,10 @@ def test_steps_probe_reads_every_t_up_to_the_given_one():
 
 def test_steps_probe_asks_about_chosen_t_and_more_passes():
     """At chosen t and up to five passes: the shipped rule110 steps the automaton three cells a pass
-    (notebook entry 29), so three passes answer t = 9, and one pass does not."""
+    (research/notebook.md), so three passes answer t = 9, and one pass does not."""
     from pathlib import Path
 
-    from benchmarks.probes import load, steps
+    from research.probes import load, steps
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
     rows = steps(model, tok, config, 1, {"steps": 4}, ts=[3, 9], n_max=5)
@@ -71,7 +71,7 @@ def test_cells_probe_asks_every_index(tmp_path):
 
     import pytest
 
-    from benchmarks.probes import cells, load
+    from research.probes import cells, load
     from export.train import main
 
     main(["--task", "rule110", "--param", "steps=2", "--param", "cells=3", "--out", str(tmp_path), "--steps", "2",
@@ -92,7 +92,7 @@ def test_ring_probe_reads_cells_from_the_features():
     the majority class."""
     from pathlib import Path
 
-    from benchmarks.probes import load, ring
+    from research.probes import load, ring
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
     rows = ring(model, tok, config, 2, {"steps": 4}, ts=[0, 3], n_max=1)
@@ -106,7 +106,7 @@ def test_ring_probe_reads_cells_from_the_features():
 def test_head_probe_scores_every_position_after_every_pass(tmp_path):
     """A few steps with --ring-loss, then the `head` probe: a row per block of four positions, a
     column per N, every string's four positions counted once per pass."""
-    from benchmarks.probes import head, load
+    from research.probes import head, load
     from export.train import main
 
     main(["--task", "rule110", "--param", "steps=2", "--steps-per-pass", "1", "--passes", "1-2", "--ring-loss", "1",
@@ -121,10 +121,10 @@ def test_fetch_probe_reads_the_wrapped_cells_by_the_s_they_come_from():
     """The shipped rule110 (three steps a pass) through `fetch`: positions 0-5 of every string
     counted once per pass N >= 2 and per S read, split by what pass N - 1 handed on. At N = 2 the
     S pass 1 wrote alone is every pass's S, so the two columns agree. This model never learned to
-    fetch them (entry 29): pass 2 reads them at 0.67, where the two-steps-a-pass model read 0.95."""
+    fetch them: pass 2 reads them at 0.67, where the two-steps-a-pass model read 0.95."""
     from pathlib import Path
 
-    from benchmarks.probes import fetch, load
+    from research.probes import fetch, load
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "rule110")
     rows = fetch(model, tok, config, 1, {"steps": 12}, ts=[3], n_max=3)
@@ -143,7 +143,7 @@ def test_depo_probes_take_the_passes_to_compare():
     ruling out the nodes on the way (1/(M - 4), at most 0.25 here)."""
     from pathlib import Path
 
-    from benchmarks.probes import guesses, load, order
+    from research.probes import guesses, load, order
 
     model, tok, config = load(Path(__file__).parents[1] / "models" / "depo")
     depth = max(config.passes)

@@ -1,4 +1,4 @@
-"""The public API's behaviour (INTERFACE.md), on a tiny random model."""
+"""The public API's behaviour (the public contract), on a tiny random model."""
 import argparse
 import subprocess
 import sys
@@ -9,15 +9,14 @@ import pytest
 import edgesleep
 from edgesleep.cli import main as cli
 
-pytest.importorskip("torch")  # the `tiny` fixture exports a model
 
 FACTS = "alice lives in paris . bob has a dog . carol works as a chef ."  # 18 tokens
 
 
 def snapshot(rt):
-    return (list(rt.window.tokens), {i: s.copy() for i, s in rt.memory.fast.S.items()},
-            {i: (k.copy(), v.copy()) for i, (k, v) in rt.window.kv.items()}, rt.memory.head.id,
-            rt.status()["tokens_consolidated"], rt.memory.journal.last_seq)
+    return (list(rt.window.tokens), {i: s.copy() for i, s in rt._memory.fast.S.items()},
+            {i: (k.copy(), v.copy()) for i, (k, v) in rt.window.kv.items()}, rt._memory.head.id,
+            rt.status()["tokens_consolidated"], rt._memory.journal.last_seq)
 
 
 def same(a, b):
@@ -29,7 +28,7 @@ def same(a, b):
 
 
 def test_answer_is_a_pure_query(tiny):
-    _, path = tiny
+    path = tiny.path
     with edgesleep.open(path, passes=2) as rt:
         rt.feed(FACTS)  # 18 tokens, L = 8: two evictions and a partial window
         before = snapshot(rt)
@@ -45,7 +44,7 @@ def test_wake_steps_keep_no_hold_on_what_they_hand_out(tiny):
     window and fast weights repeats the same logits."""
     from edgesleep.state import FastWeights, Window
 
-    _, path = tiny
+    path = tiny.path
     with edgesleep.open(path) as rt:
         backend, ids = rt.backend, rt.tokenizer.encode(FACTS)[:7]
         window, fast = Window.empty(rt.config.args), FastWeights.zeros(rt.config.args)
@@ -62,11 +61,11 @@ def test_wake_steps_keep_no_hold_on_what_they_hand_out(tiny):
 
 
 def test_eviction_every_window_and_sleep_is_idempotent(tiny):
-    _, path = tiny
+    path = tiny.path
     with edgesleep.open(path) as rt:
         L = rt.config.window
         rt.feed(" ".join(["alice"] * (L - 1)))
-        assert rt.status()["window"]["fill"] == L - 1 and rt.memory.head.id == 0
+        assert rt.status()["window"]["fill"] == L - 1 and rt._memory.head.id == 0
         rt.feed("bob")
         st = rt.status()
         assert st["window"]["fill"] == 0 and st["tokens_consolidated"] == L and st["memory_version"] == 1
@@ -79,14 +78,14 @@ def test_eviction_every_window_and_sleep_is_idempotent(tiny):
 
 
 def test_one_pass_is_the_wake_pass_and_more_passes_change_the_state(tiny):
-    _, path = tiny
+    path = tiny.path
     states = {}
     for n in (1, 3):
         with edgesleep.open(path, passes=n) as rt:
             rt.feed("alice lives in paris . bob")
-            live = {i: s.copy() for i, s in rt.memory.fast.S.items()}
+            live = {i: s.copy() for i, s in rt._memory.fast.S.items()}
             rt.sleep()
-            states[n] = rt.memory.consolidated.S
+            states[n] = rt._memory.consolidated.S
             if n == 1:  # a light sleep keeps exactly what the wake steps computed
                 for i in live:
                     np.testing.assert_array_equal(states[1][i], live[i])
@@ -96,22 +95,22 @@ def test_one_pass_is_the_wake_pass_and_more_passes_change_the_state(tiny):
 
 
 def test_reset_generate_and_unknown_words(tiny):
-    _, path = tiny
+    path = tiny.path
     with edgesleep.open(path) as rt:
         assert rt.feed("zork lives in atlantis") == 4  # unknown words become <unk>
         rt.sleep()
-        assert any(np.abs(s).sum() > 0 for s in rt.memory.consolidated.S.values())
+        assert any(np.abs(s).sum() > 0 for s in rt._memory.consolidated.S.values())
         out = list(rt.generate("alice", max_tokens=5))
         assert len(out) == 5 and all(isinstance(w, str) for w in out)
         rt.reset()
-        assert all(np.abs(s).sum() == 0 for s in rt.memory.fast.S.values())
+        assert all(np.abs(s).sum() == 0 for s in rt._memory.fast.S.values())
         assert rt.status()["window"]["fill"] == 0
         with pytest.raises(ValueError):
             rt.answer("   ")
 
 
 def test_bad_arguments(tiny, tmp_path):
-    _, path = tiny
+    path = tiny.path
     with pytest.raises(ValueError):
         edgesleep.open(path, passes=0)
     with pytest.raises(FileNotFoundError):
@@ -143,14 +142,14 @@ def test_pass_lists_are_positive_integers(capsys):
 
 
 def test_eval_cli_on_tiny_model(tiny, capsys):
-    _, path = tiny
+    path = tiny.path
     assert cli(["eval", "--model", str(path), "--task", "facts", "--passes", "1,2", "--examples", "3"]) == 0
     out = capsys.readouterr().out
     assert "1-hop" in out and out.strip().splitlines()[-1].split()[0] == "2"
 
 
 def test_generate_samples_and_stops(tiny):
-    _, path = tiny
+    path = tiny.path
     with edgesleep.open(path) as rt:
         a = list(rt.generate("alice lives in", max_tokens=6, temperature=1.0, seed=3))
         rt.reset()
@@ -168,12 +167,12 @@ def test_generate_samples_and_stops(tiny):
 
 
 def test_non_finite_fast_weights_are_refused(tiny, monkeypatch):
-    _, path = tiny
+    path = tiny.path
     with edgesleep.open(path, passes=2) as rt:
         rt.feed("alice lives in paris .")
         rt.sleep()
-        good = {i: s.copy() for i, s in rt.memory.consolidated.S.items()}
-        head = rt.memory.head.id
+        good = {i: s.copy() for i, s in rt._memory.consolidated.S.items()}
+        head = rt._memory.head.id
         rt.feed("bob has a dog .")
         real = rt.backend.sleep_pass
 
@@ -185,6 +184,6 @@ def test_non_finite_fast_weights_are_refused(tiny, monkeypatch):
         monkeypatch.setattr(rt.backend, "sleep_pass", poisoned)
         with pytest.raises(FloatingPointError):
             rt.sleep()
-        assert rt.memory.head.id == head
+        assert rt._memory.head.id == head
         for i, s in good.items():
-            np.testing.assert_array_equal(rt.memory.consolidated.S[i], s)
+            np.testing.assert_array_equal(rt._memory.consolidated.S[i], s)

@@ -94,7 +94,7 @@ def test_deep_sleep_answers_rule110_at_t12_one_pass_cannot():
 @pytest.mark.parametrize("passes", [1, 4])
 def test_depo_recalls_every_edge_after_eviction(passes):
     """1-hop recall on depo from the fast weights alone, light and deep: the window token and
-    pi-scaled RoPE let the model tell where an edge starts (notebook entry 9); without them it
+    pi-scaled RoPE let the model tell where an edge starts (research/notebook.md); without them it
     stayed near 0.70."""
     assert accuracy("depo", passes, examples=20)["h=1"] >= 0.95
 

@@ -11,7 +11,7 @@ from edgesleep.state import FastWeights, Window
 
 @pytest.mark.parametrize("fill", [1.0, 0.6])  # a full window and the partial last one
 def test_sleep_pass_one_is_the_wake_pass(tiny, fill):
-    _, model_dir = tiny
+    model_dir = tiny.path
     config = Config.load(model_dir)
     a = config.args
     backend = OnnxBackend(model_dir, config)

@@ -1,4 +1,4 @@
-"""The facts generator writes exactly TASKS.md's format, and its answers follow from the text."""
+"""The facts generator writes exactly the task contract's format, and its answers follow from the text."""
 import re
 
 import numpy as np
@@ -17,7 +17,7 @@ def answers_from_text(context: str) -> dict[str, str]:
     for s in re.findall(r"[^.]+\.", context):
         s = s.strip()
         m = STATEMENT.match(s)
-        assert m, f"not a TASKS.md statement: {s!r}"
+        assert m, f"not a statement of the task contract: {s!r}"
         if m[1]:
             city[m[1]] = m[3]
         elif m[4]:
@@ -67,7 +67,7 @@ def test_vocab_is_exactly_tasks_md():
 def test_rule110_format_and_rule():
     from edgesleep.tasks import rule110
 
-    # the table of TASKS.md, neighbourhood (left, centre, right) -> new centre
+    # the table of the task contract, neighbourhood (left, centre, right) -> new centre
     table = {"111": 0, "110": 1, "101": 1, "100": 0, "011": 1, "010": 1, "001": 1, "000": 0}
     for seed in range(10):
         ex = rule110.sample(np.random.default_rng(seed), steps=3)

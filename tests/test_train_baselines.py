@@ -12,7 +12,7 @@ from edgesleep.tasks import facts  # noqa: E402
 from edgesleep.tokenizer import Tokenizer  # noqa: E402
 from export.model import Model  # noqa: E402
 from export.train import make_batch  # noqa: E402
-from export.train_baselines import attention_only, full_logits, heldout_batches, main, pack  # noqa: E402
+from benchmarks.train_baselines import attention_only, full_logits, heldout_batches, main, pack  # noqa: E402
 
 TOK = Tokenizer.from_words(facts.VOCAB)
 

@@ -1,12 +1,40 @@
-"""Backends run the model's graphs; the runtime owns all state and passes it in."""
+"""Backends run the model's graphs; the runtime owns all state and passes it in.
+
+A backend is anything with the `Backend` protocol's methods. The wake step updates a window and
+the fast weights; the sleep pass is a function of (features, S) -> (features, S). Every backend
+sleeps through the ONNX sleep graph (`OnnxSleep`), so the fast weights mean the same under each
+and a memory moves freely between them.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
-from edgesleep.config import Config
+import numpy as np
+
+from edgesleep.config import Config, ModelArgs
+from edgesleep.state import FastWeights, Window
 
 
-def load_backend(name: str, model_dir: Path, config: Config, threads: int | None = None):
+class Backend(Protocol):
+    name: str  # as given to load_backend
+    args: ModelArgs
+
+    def step(self, token: int, window: Window, fast: FastWeights) -> np.ndarray:
+        """One wake step: `token` at the next slot of `window`, which it appends to; `window`'s
+        caches and `fast` are updated in place. Returns the next-token logits (vocab,)."""
+
+    def embed(self, tokens: list[int]) -> np.ndarray:
+        """The input of sleep pass 1 for a window of `tokens`: (L, d), zero-padded."""
+
+    def sleep_pass(self, features: np.ndarray, mask: np.ndarray, fast: FastWeights) -> tuple[np.ndarray, FastWeights]:
+        """One sleep pass over a window's features (L, d) from `fast`; returns the next features and S."""
+
+    def close(self) -> None:
+        """Free what the backend holds outside Python (llama.cpp's context)."""
+
+
+def load_backend(name: str, model_dir: Path, config: Config, threads: int | None = None) -> Backend:
     """"onnx"; "gguf" (llama.cpp on model.gguf); "gguf:QUANT" (on model.QUANT.gguf, e.g. q8_0)."""
     kind, _, quant = name.partition(":")
     if name == "onnx":

@@ -12,9 +12,8 @@ sequence-state API and clears the attention cache; `read_state` reads it back.
         S = s.read_state()
 
 The sequence-state blob (llama_state_seq_get_data_ext / set_data_ext with PARTIAL_ONLY, seq 0),
-as written by the llama.cpp vendored in llama-cpp-python 0.3.36 (llama-context.cpp
-state_seq_get_data, llama-memory-hybrid.cpp state_write, llama-memory-recurrent.cpp
-state_write / state_write_meta / state_write_data); little-endian, packed:
+as the llama.cpp in llama-cpp-python 0.3.36 writes it for a hybrid model (the recurrent
+memory's part only); little-endian, packed:
 
     u32 magic = 0xaf143cd8, i32 seq_id
     u32 cell_count                                    (1 for a live sequence, 0 when empty)
@@ -25,8 +24,8 @@ state_write / state_write_meta / state_write_data); little-endian, packed:
         tokens, oldest first
     per GDN layer, in layer order: {i32 type = 0 (f32), u64 row_bytes, cell_count rows}
         S row: ggml {dk, dv, H} = numpy (H, dv, dk): element h*dk*dv + j*dk + i is S[h, j, i]
-        with j the value index and i the key index (ops.cpp gated_delta_net:
-        "s_out[j*S_v + i] = S[i][j]", delta[j] = sum_i S[i][j] k[i]), i.e. our S (H, dv, dk)
+        with j the value index and i the key index (its GDN kernel computes
+        delta[j] = sum_i S[i][j] k[i] and stores S[i][j] at j*dk + i), i.e. our S (H, dv, dk)
         row-major, no transpose
 
 `_Layout.parse` checks every field against the model and raises StateLayoutError when the
@@ -267,7 +266,7 @@ class LlamaSession:
 
         n_layer = num("block_count")
         flags = kv.get("qwen35.attention.recurrent_layers")
-        if flags is None:  # llama.cpp's default rule (qwen35.cpp load_arch_hparams)
+        if flags is None:  # llama.cpp's default rule for qwen35
             every = int(kv.get("qwen35.full_attention_interval", 4))
             flags = [(i + 1) % every != 0 for i in range(n_layer)]
         dk, hk, hv = num("ssm.state_size"), num("ssm.group_count"), num("ssm.time_step_rank")
@@ -404,7 +403,7 @@ class LlamaSession:
             pass
 
 
-class GgufBackend(OnnxSleep):
+class GgufBackend:
     """backend="gguf": wake steps in llama.cpp, sleep passes on the ONNX sleep graph.
 
     A window starts with an empty attention cache and the fast weights injected with a zero
@@ -421,7 +420,8 @@ class GgufBackend(OnnxSleep):
             how = "" if quant == "f32" else f" --quant {quant}"
             raise FileNotFoundError(f"{model_dir} has no {file} for the gguf backend; make it with "
                                     f"`python -m export.to_gguf {model_dir}{how}` (needs the train and gguf extras)")
-        super().__init__(model_dir, config, threads)
+        self.args = config.args
+        self._sleep = OnnxSleep(model_dir, config, threads)
         self.name = "gguf" if quant == "f32" else f"gguf:{quant}"
         a = config.args
         self.session = LlamaSession(model_dir / file, n_threads=threads or 1, n_ctx=a.window)
@@ -434,6 +434,12 @@ class GgufBackend(OnnxSleep):
 
     def close(self) -> None:
         self.session.close()
+
+    def embed(self, tokens: list[int]) -> np.ndarray:
+        return self._sleep.embed(tokens)
+
+    def sleep_pass(self, features: np.ndarray, mask: np.ndarray, fast: FastWeights) -> tuple[np.ndarray, FastWeights]:
+        return self._sleep.sleep_pass(features, mask, fast)
 
     def step(self, token: int, window: Window, fast: FastWeights) -> np.ndarray:
         """One wake step, as OnnxBackend.step: appends `token` to `window`, updates `fast` in

@@ -1,4 +1,5 @@
-"""onnxruntime backend: the wake step and the sleep pass of export/to_onnx.py."""
+"""onnxruntime backend: the wake step (model.onnx) and the sleep pass (sleep.onnx) that
+export/to_onnx.py writes."""
 from __future__ import annotations
 
 from functools import cached_property
@@ -70,36 +71,42 @@ class OnnxSleep:
         h[:len(tokens)] = self._embed[tokens]
         return h
 
-    def close(self) -> None:
-        """onnxruntime sessions free themselves; llama.cpp's context is freed here (GgufBackend)."""
-
     def sleep_pass(self, features: np.ndarray, mask: np.ndarray, fast: FastWeights) -> tuple[np.ndarray, FastWeights]:
         """One sleep pass over a window's features from `fast`; returns (features, S)."""
-        feeds = {"h": features, "mask": mask, **{f"S.{i}": s for i, s in fast.S.items()}}
-        names = ["h.new", *[f"S.{i}.new" for i in fast.S]]
-        h, *S = self.sleep.run(names, feeds)
+        names = ["h.new", *[f"{n}.new" for n in fast.state]]
+        h, *S = self.sleep.run(names, {"h": features, "mask": mask, **fast.state})
         return h, FastWeights(dict(zip(fast.S, S)))
 
 
-class OnnxBackend(OnnxSleep):
+class OnnxBackend:
+    """backend="onnx": wake steps on the wake graph, sleep passes on the sleep graph."""
+
     name = "onnx"
 
-    def __init__(self, model_dir: Path, config: Config, threads: int | None = None):
-        super().__init__(model_dir, config, threads)
+    def __init__(self, model_dir: Path, config: Config, threads: int | None = None,
+                 wake: ort.InferenceSession | None = None):
+        """`wake`: a wake session made with other settings than the default's (the benchmark
+        compares them); it must be a session of this model's model.onnx."""
+        self.args = config.args
+        self._sleep = OnnxSleep(model_dir, config, threads)
         self._token = np.zeros(1, np.int64)
         self._pos = np.zeros(1, np.int64)
         self._logits = np.zeros(self.args.vocab_size, np.float32)
-        self.wake = _session(model_dir / "model.onnx", threads)
+        self._bind_wake(wake or _session(model_dir / "model.onnx", threads))
 
-    @property
-    def wake(self) -> ort.InferenceSession:
-        return self._wake
+    def embed(self, tokens: list[int]) -> np.ndarray:
+        return self._sleep.embed(tokens)
 
-    @wake.setter
-    def wake(self, session: ort.InferenceSession) -> None:
+    def sleep_pass(self, features: np.ndarray, mask: np.ndarray, fast: FastWeights) -> tuple[np.ndarray, FastWeights]:
+        return self._sleep.sleep_pass(features, mask, fast)
+
+    def close(self) -> None:
+        """onnxruntime sessions free themselves."""
+
+    def _bind_wake(self, session: ort.InferenceSession) -> None:
         """The wake session, bound once: the states ping-pong between two buffer sets through
         two I/O bindings (set 0 -> set 1 and back), so a step binds no array and onnxruntime
-        allocates no state (bench section 5: faster than run() with numpy feeds)."""
+        allocates no state (faster than run() with numpy feeds: the benchmark's backends section)."""
         self._wake = session
         states = [i for i in session.get_inputs() if i.name not in ("token", "pos")]
         self._sets = [{i.name: np.zeros(i.shape, np.float32) for i in states} for _ in range(2)]

@@ -1,4 +1,4 @@
-"""The benchmark tasks of TASKS.md: generators that write exactly its text formats.
+"""The benchmark tasks: generators that write exactly the text formats of the task contract.
 
 A task yields `Example`s: a context to feed (and consolidate), then questions asked one by
 one from the consolidated state, each with its one-token answer and a kind that the
@@ -30,7 +30,7 @@ def kind_order(kind: str) -> list:
 
 def vocabulary(task, params: dict) -> list[str]:
     """The task's words, then the training-only words that its parameters ask for (rule110's
-    cell words with `cells`), so that a model trained without them keeps TASKS.md's vocabulary."""
+    cell words with `cells`), so that a model trained without them keeps the task contract's vocabulary."""
     extra = getattr(task, "TRAINING_WORDS", {})
     return task.VOCAB + [w for key, words in extra.items() if params.get(key) for w in words]
 

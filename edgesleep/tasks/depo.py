@@ -1,4 +1,4 @@
-"""depo: k-hop retrieval on a shuffled directed cycle (TASKS.md, section 2).
+"""depo: k-hop retrieval on a shuffled directed cycle (the task contract, section 2).
 
 Context: the M edges of a directed cycle over M distinct nodes, in random order, `src dst`.
 Question `k<h> <src>`: the node reached from src after h edges.

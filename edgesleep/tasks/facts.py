@@ -1,4 +1,4 @@
-"""facts: personal memory, the local assistant's job (TASKS.md, section 3).
+"""facts: personal memory, the local assistant's job (the task contract, section 3).
 
 P people, each with a city, a job, a pet and a friend among the others, stated in random
 order with distractors and some moves; then questions, each answered by one token.

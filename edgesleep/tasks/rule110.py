@@ -1,11 +1,11 @@
-"""rule110: the paper's cellular-automaton task (TASKS.md, section 1).
+"""rule110: the paper's cellular-automaton task (the task contract, section 1).
 
 Context: 4 strings of 24 random cells (96 tokens). Question `q<i>`: the cell at index 0 of
 string i after t steps of Rule 110 with a cyclic boundary. t is fixed per model (task.steps).
 
-Training may also ask `q<i> c<j>`, the cell at index j (1-23), with the `cells` parameter
-(notebook entry 18): every cell is then an answer, so the consolidated state must hold the
-whole ring at step t, one format whatever t is. TASKS.md and evaluation ask index 0 only.
+Training may also ask `q<i> c<j>`, the cell at index j (1-23), with the `cells` parameter:
+every cell is then an answer, so the consolidated state must hold the whole ring at step t, one
+format whatever t is. The task contract and evaluation ask index 0 only.
 """
 from __future__ import annotations
 

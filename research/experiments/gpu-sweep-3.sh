@@ -1,5 +1,5 @@
 #!/bin/bash
-# One GPU lease (6.5 min of training), 2026-11-27: benchmarks/sleep-depth.md entry 20, rule110 at
+# One GPU lease (6.5 min of training), 2026-11-27: research/notebook.md entry 20, rule110 at
 # t = 12 with the level climb (entry 17's --climb). Eight runs share the GPU (MPS) for the same
 # wall time, each branched from a run of entries 16-18 (their runs/ folders are carried):
 #   k3climb (seeds 31-33): tied passes, K = 3 (N passes ask about t = 3N), climbing levels 1-4,
@@ -13,7 +13,7 @@
 # untracked (no run here reads it) and the seven start folders carried.
 # Stage 2 (a second call, 4 min, with runs/ holding stage 1's k3climb, n1e and k1climb runs)
 # branches each of those six again, on a fresh cosine; the dense runs had not left level 1.
-# Usage, from the repo root:  OUT=/some/dir bash export/experiments/gpu-sweep-3.sh [stage2]
+# Usage, from the repo root:  OUT=/some/dir bash research/experiments/gpu-sweep-3.sh [stage2]
 # $OUT gets the runs (weights only, logs, args) in two archives and the sweep's log.
 # A smoke test on a CPU first: OUT=/tmp/o RUNS=/tmp/r PY=.venv/bin/python STEPS=2 MINUTES=0.2 bash ...
 set -u

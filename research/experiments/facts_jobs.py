@@ -1,8 +1,8 @@
-"""Curricula tried against the facts job plateau (benchmarks/sleep-depth.md, entry 4). Both
+"""Curricula tried against the facts job plateau (research/notebook.md, entry 4). Both
 models answer `teacher` to every job question while every other 1-hop relation is near 100%.
 
-    python -m export.experiments.facts_jobs --job-weight 6 -- <export.train arguments>
-    python -m export.experiments.facts_jobs --job-only 0.5 -- <export.train arguments>
+    python -m research.experiments.facts_jobs --job-weight 6 -- <export.train arguments>
+    python -m research.experiments.facts_jobs --job-only 0.5 -- <export.train arguments>
 
 --job-weight W asks about jobs W times as often as about anything else; --job-only P makes a share
 P of the training examples state only jobs (and distractors) and ask only about jobs. The held-out
@@ -57,7 +57,7 @@ def main() -> None:
         ap.error(f"pass --param questions=N with N != {HELD_OUT_QUESTIONS}: "
                  f"{HELD_OUT_QUESTIONS} is how this script tells the held-out set apart")
     facts.sample = curriculum(args.job_weight, args.job_only)
-    train.main(train_args, launcher=f"python -m export.experiments.facts_jobs --job-weight {args.job_weight:g} "
+    train.main(train_args, launcher=f"python -m research.experiments.facts_jobs --job-weight {args.job_weight:g} "
                                     f"--job-only {args.job_only:g} --")
 
 

@@ -1,6 +1,6 @@
 """Accuracy baselines for the sleep models: one all-attention transformer, trained two ways.
 
-    python -m export.train_baselines --kind full --task facts --out runs/base-facts-full \\
+    python -m benchmarks.train_baselines --kind full --task facts --out runs/base-facts-full \\
         --budget-minutes 25 --param people=2-8 --param questions=20 \\
         --results benchmarks/results/baselines-facts.json
 
@@ -9,7 +9,7 @@ MLP, RoPE and tied embeddings, no GDN layer, so no fast weights.
 - `--kind full` (upper bound): it keeps its whole context; each question is asked with the
   whole context in attention, the answer read at the question's last token.
 - `--kind window` (floor): a sliding-window transformer. Its cache is evicted every L tokens as
-  in the hybrid, and TASKS.md evicts the last partial context window before the question; with
+  in the hybrid, and the task contract evicts the last partial context window before the question; with
   no fast weights nothing of the context survives, so the question alone is its input. It is
   trained as exactly that (the context windows' passes could not change its answer).
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     margs = attention_only(len(tok), args.d_model, args.window)
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = args.out / "ckpt.safetensors"
-    command = "python -m export.train_baselines " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.train_baselines " + shlex.join(sys.argv[1:] if argv is None else argv)
 
     torch.manual_seed(args.seed)
     device = torch.device(args.device)

@@ -1,7 +1,7 @@
 #!/bin/bash
-# One GPU lease (7.5 min of training), 2026-11-27: benchmarks/sleep-depth.md entry 16, rule110 at t = 12.
+# One GPU lease (7.5 min of training), 2026-11-27: research/notebook.md entry 16, rule110 at t = 12.
 # Eight runs share the GPU (MPS) for the same wall time, each from the then shipped rule110-n1
-# (one pass, t = 4; kept as export/checkpoints/rule110-n1), held out at t = 12:
+# (one pass, t = 4; kept as research/checkpoints/rule110-n1), held out at t = 12:
 #   n1   (seeds 31-33): one pass, asked about t = 12.
 #   tied (seeds 31-33): a batch consolidated with N passes (1-4) asks about t = 3N (entry 14, K = 3).
 #   curr (seeds 31-32): the tied runs' questions (t = 3, 6, 9, 12) after one pass: the curriculum
@@ -12,7 +12,7 @@
 #   n1c:   one pass at t = 12, a fresh cosine.
 #   tied2: the tied questions of N = 1-2 only (t = 3, 6), where stage 1 stopped climbing.
 #   curr2: their one-pass control (t = 3, 6 after one pass).
-# Usage, from the repo root:  OUT=/some/dir bash export/experiments/gpu-sweep-2.sh [stage2]
+# Usage, from the repo root:  OUT=/some/dir bash research/experiments/gpu-sweep-2.sh [stage2]
 # $OUT gets three archives of the runs (weights only, logs, args) and the sweep's log.
 set -u
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
@@ -36,10 +36,10 @@ if [ "${1:-}" = stage2 ]; then
 else
   A=(n1 tied curr)
   for s in 31 32 33; do
-    train r110-t12-n1-s$s $s export/checkpoints/rule110-n1 --passes 1
-    train r110-t12-tied-s$s $s export/checkpoints/rule110-n1 --passes 1-4 --steps-per-pass 3
+    train r110-t12-n1-s$s $s research/checkpoints/rule110-n1 --passes 1
+    train r110-t12-tied-s$s $s research/checkpoints/rule110-n1 --passes 1-4 --steps-per-pass 3
   done
-  for s in 31 32; do train r110-t12-curr-s$s $s export/checkpoints/rule110-n1 --passes 1-4 --steps-per-pass 3 --one-pass; done
+  for s in 31 32; do train r110-t12-curr-s$s $s research/checkpoints/rule110-n1 --passes 1-4 --steps-per-pass 3 --one-pass; done
 fi
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null
 wait

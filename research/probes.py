@@ -1,16 +1,16 @@
-"""Probes of where a model keeps what it reads (benchmarks/sleep-depth.md, entries 11 and 12).
+"""Probes of where a model keeps what it reads (research/notebook.md, entries 11 and 12).
 
-    .venv/bin/python -m benchmarks.probes layers models/depo-n1   # answer with one GDN layer's S zeroed
-    .venv/bin/python -m benchmarks.probes order models/facts      # 2-hop accuracy by statement order
-    .venv/bin/python -m benchmarks.probes guesses runs/depo-h2-n1 --nodes 5-10  # what depo's 2-hop answers are
-    .venv/bin/python -m benchmarks.probes guesses runs/depo-h4-n3 --nodes 8-10 --hops 4  # and its 4-hop ones
-    .venv/bin/python -m benchmarks.probes order runs/depo-h4-n3 --passes 1,3,4   # at the trained N = 3 too
-    .venv/bin/python -m benchmarks.probes steps runs/r110-t8-tied   # rule110 at every t up to the model's
-    .venv/bin/python -m benchmarks.probes steps RUN --t 3,6,9,12,15,18 --n-max 6   # and beyond it
-    .venv/bin/python -m benchmarks.probes cells runs/r110-w-dense --t 2   # rule110 at every cell index
-    .venv/bin/python -m benchmarks.probes ring runs/r110-k3climb2-s31 --t 0,3,6 --batches 8  # in the features
-    .venv/bin/python -m benchmarks.probes head runs/r110-k2-ring --t 2 --n-max 4   # the ring the LM head reads
-    .venv/bin/python -m benchmarks.probes fetch export/checkpoints/r110-k2r-5 --t 2 --n-max 7   # wrapped cells, by S
+    .venv/bin/python -m research.probes layers models/depo-n1   # answer with one GDN layer's S zeroed
+    .venv/bin/python -m research.probes order models/facts      # 2-hop accuracy by statement order
+    .venv/bin/python -m research.probes guesses runs/depo-h2-n1 --nodes 5-10  # what depo's 2-hop answers are
+    .venv/bin/python -m research.probes guesses runs/depo-h4-n3 --nodes 8-10 --hops 4  # and its 4-hop ones
+    .venv/bin/python -m research.probes order runs/depo-h4-n3 --passes 1,3,4   # at the trained N = 3 too
+    .venv/bin/python -m research.probes steps runs/r110-t8-tied   # rule110 at every t up to the model's
+    .venv/bin/python -m research.probes steps RUN --t 3,6,9,12,15,18 --n-max 6   # and beyond it
+    .venv/bin/python -m research.probes cells runs/r110-w-dense --t 2   # rule110 at every cell index
+    .venv/bin/python -m research.probes ring runs/r110-k3climb2-s31 --t 0,3,6 --batches 8  # in the features
+    .venv/bin/python -m research.probes head runs/r110-k2-ring --t 2 --n-max 4   # the ring the LM head reads
+    .venv/bin/python -m research.probes fetch research/checkpoints/r110-k2r-5 --t 2 --n-max 7   # wrapped cells, by S
 
 `layers`: accuracy per question kind when each GDN layer's fast weights are zeroed at question
 time, the other layer's kept: which layer holds the context.

@@ -1,12 +1,12 @@
 #!/bin/bash
-# One GPU lease (~9 min), 2026-11-26: the sleep-depth runs of benchmarks/sleep-depth.md entry 2.
+# One GPU lease (~9 min), 2026-11-26: the sleep-depth runs of research/notebook.md entry 2.
 # Phase 1 trains N=1 bases for depo and rule110; phase 2 branches each base into continued N=1
 # and continued anytime N (1-4) for the same wall time. facts branches from runs/facts-q20 (the
 # CPU N=1 run) for the whole lease. Scratch anytime runs test warm start against no warm start.
 # Every run: batch 128, the clock drives the cosine (--budget-minutes). A second call continues
 # each branch for 2.7 minutes more (a second cosine). Usage, from the repo root, with runs/facts-q20:
-#   OUT=/some/dir bash export/experiments/gpu-sweep-1.sh            # ~9 min
-#   OUT=/some/dir bash export/experiments/gpu-sweep-1.sh continue   # ~3 min, same machine
+#   OUT=/some/dir bash research/experiments/gpu-sweep-1.sh            # ~9 min
+#   OUT=/some/dir bash research/experiments/gpu-sweep-1.sh continue   # ~3 min, same machine
 # Each call leaves three archives in $OUT (a lease returns at most eight files).
 set -u
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1

@@ -1,7 +1,7 @@
 """Held-out accuracy against wall time, read from training runs' logs: the equal-time comparisons
-of the lab notebook (benchmarks/sleep-depth.md) as a picture.
+of the lab notebook (research/notebook.md) as a picture.
 
-    .venv/bin/python -m benchmarks.curves runs/depo-h4-n1 runs/depo-h4-n3 runs/depo-h4-n3:4 \\
+    .venv/bin/python -m research.curves runs/depo-h4-n1 runs/depo-h4-n3 runs/depo-h4-n3:4 \\
         --kinds h=2,h=4 --out benchmarks/results/depo-h4-curves.png
 
 Each RUN is drawn at the deepest N it trains with (`--passes 1-4` -> 4), or at the N named after a
@@ -10,7 +10,7 @@ that warm-started from others can be drawn on its lineage's clock: RUN@MIN (or R
 its curve at minute MIN, the training time of the stages before it, so that lineages compare at
 equal compute:
 
-    .venv/bin/python -m benchmarks.curves runs/r110-t12-n1@167 export/checkpoints/r110-k2-ring6c:6@179 \
+    .venv/bin/python -m research.curves runs/r110-t12-n1@167 research/checkpoints/r110-k2-ring6c:6@179 \
         --kinds t=12 --out benchmarks/results/rule110-t12-lineages.png
 """
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""A depo curriculum that asks mostly the composition questions (benchmarks/sleep-depth.md,
+"""A depo curriculum that asks mostly the composition questions (research/notebook.md,
 entry 12). With Kmax = 2 half the questions are h = 1, which the models already answer exactly,
 so half the gradient carries nothing; here each training question's h is drawn from --hops.
 
-    python -m export.experiments.depo_hops --hops 1,2,2,2 -- <export.train arguments>
+    python -m research.experiments.depo_hops --hops 1,2,2,2 -- <export.train arguments>
 
 The held-out set the trainer evaluates on (its own sampler call, h from 1..Kmax) is left as it is.
 """
@@ -37,7 +37,7 @@ def main() -> None:
     if not any(a.startswith("questions=") for a in train_args):
         ap.error("pass --param questions=N: this script tells training batches from held-out ones by it")
     depo.sample = curriculum([int(h) for h in args.hops.split(",")])
-    train.main(train_args, launcher=f"python -m export.experiments.depo_hops --hops {args.hops} --")
+    train.main(train_args, launcher=f"python -m research.experiments.depo_hops --hops {args.hops} --")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ the weights are random (seeded): latency does not depend on them. One ONNX graph
 The caller owns the cache as one buffer per layer, (T_max, H, hd) row-major, and passes the
 first T rows, a contiguous view, so no step copies the cache; the graph reads it once (two
 matmuls per layer), the least full attention can do. The file is named after the dims
-(edgesleep.bench.baseline_name), where `edgesleep bench` looks it up in benchmarks/baseline/:
+(benchmarks.bench.baseline_name), where `edgesleep bench` looks it up in benchmarks/baseline/:
 
-    python -m export.baseline --model models/facts --out benchmarks/baseline
+    python -m benchmarks.baseline --model models/facts --out benchmarks/baseline
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from edgesleep.bench import baseline_name
+from benchmarks.bench import baseline_name
 from edgesleep.config import Config, ModelArgs
 from export.model import Attention, Model
 

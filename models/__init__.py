@@ -1,0 +1,1 @@
+"""The bundled models, one directory each; installed as the package `edgesleep.bundled`."""
