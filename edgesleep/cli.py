@@ -29,8 +29,13 @@ def positive_ints(spec: str) -> list[int]:
     return values
 
 
+def model_of(memory: str):
+    from edgesleep.memory import model_of as recorded
+
+    return recorded(memory)
+
+
 def open_runtime(args: argparse.Namespace):
-    from edgesleep.memory import model_of
     from edgesleep.runtime import Runtime
 
     model = args.model or model_of(args.memory)
@@ -94,7 +99,31 @@ def cmd_feed(args: argparse.Namespace) -> None:
 
 def cmd_ask(args: argparse.Namespace) -> None:
     with open_runtime(args) as rt:
-        print(rt.answer(args.question))
+        print(rt.ask(args.question, max_tokens=args.max_tokens))
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    """Turns from stdin, replies streamed; every turn is fed into the memory."""
+    if args.model is None and model_of(args.memory) is None:
+        args.model = "smollm2"
+    with open_runtime(args) as rt:
+        if not rt.chat_template:
+            raise ValueError(f"{rt.model_dir.name} does not chat (no chat template); use feed and ask")
+        live = sys.stdin.isatty()
+        if live:
+            print(f"edgesleep chat: {rt.model_dir.name}, memory {args.memory} (version {rt.version}); "
+                  "Ctrl-D to end", file=sys.stderr)
+        while True:
+            if live:
+                print("you> ", end="", file=sys.stderr, flush=True)
+            line = sys.stdin.readline()
+            if not line:
+                break
+            if not line.strip():
+                continue
+            for piece in rt.chat(line.strip(), max_tokens=args.max_tokens):
+                print(piece, end="", flush=True)
+            print(flush=True)
 
 
 def cmd_sleep(args: argparse.Namespace) -> None:
@@ -168,7 +197,6 @@ def cmd_restore(args: argparse.Namespace) -> None:
 
 
 def cmd_daemon(args: argparse.Namespace) -> None:
-    from edgesleep.memory import model_of
     from edgesleep.scheduler import Budget, Policy, daemon
 
     model = args.model or model_of(args.memory)
@@ -221,7 +249,12 @@ def parser() -> argparse.ArgumentParser:
 
     a = command("ask", cmd_ask, "answer a question from the memory (a pure query)")
     a.add_argument("question")
+    a.add_argument("--max-tokens", type=int, default=64, help="longest answer of a chat model (default 64)")
     a.add_argument("--backend", default="onnx", help=BACKEND_HELP)
+
+    c = command("chat", cmd_chat, "an interactive chat, streamed; every turn is fed into the memory "
+                "(default model: smollm2)")
+    c.add_argument("--max-tokens", type=int, default=256, help="longest reply (default 256)")
 
     s = command("sleep", cmd_sleep, "deep sleep now: consolidate everything fed with N passes")
     s.add_argument("--passes", type=int, help=DEEP_HELP)

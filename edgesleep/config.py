@@ -60,6 +60,13 @@ class Config:
     task: dict  # {"name": "facts", ...task parameters such as "steps" for rule110}
     passes: list[int]  # the sleep depths it was trained with
     train: dict = field(default_factory=dict)
+    # A model that ships as memory layers over a pretrained base: where the base's GGUF is
+    # installed ({"package", "file", "install"}), where the memory layers sit ({"before": [...],
+    # "heads", "head_dim", "conv_kernel"}), and what a sleep pass reads ("reread": the window's
+    # tokens again, S carried over). The runtime assembles its graphs on first open.
+    base: dict | None = None
+    memory_layers: dict | None = None
+    sleep: str = "features"  # "features": pass n+1 reads pass n's features, as the paper's
 
     @property
     def window(self) -> int:
@@ -89,6 +96,10 @@ class Config:
             raise ValueError(f"{path} has format {d['format_version']}; this edgesleep reads up to "
                              f"{FORMAT_VERSION}: upgrade edgesleep")
         try:
-            return cls(ModelArgs.from_dict(d), d["task"], d["passes"], d.get("train", {}))
+            config = cls(ModelArgs.from_dict(d), d["task"], d["passes"], d.get("train", {}),
+                         d.get("base"), d.get("memory_layers"), d.get("sleep", "features"))
         except (KeyError, TypeError) as e:
             raise ValueError(f"{path} is incomplete or malformed ({e!r})") from None
+        if config.sleep not in ("features", "reread") or (config.base is None) != (config.memory_layers is None):
+            raise ValueError(f"{path}: sleep must be features or reread, and base and memory_layers come together")
+        return config

@@ -6,10 +6,10 @@ import time
 
 
 class Progress:
-    def __init__(self, label: str, total: int, stream=sys.stderr):
-        self.label, self.total, self.stream = label, max(1, total), stream
+    def __init__(self, label: str, total: int, stream=None):
+        self.label, self.total, self.stream = label, max(1, total), stream or sys.stderr
         self.start = time.perf_counter()
-        self.live = stream.isatty()
+        self.live = self.stream.isatty()
 
     def __call__(self, done: int, total: int | None = None) -> None:
         self.total = total or self.total

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict
 from collections.abc import Callable, Iterator
@@ -19,16 +20,22 @@ from edgesleep.backends import Backend, load_backend
 from edgesleep.backends.onnx import WEIGHTS_DATA
 from edgesleep.config import Config
 from edgesleep.journal import Record
+from edgesleep.llama.assemble import assemble
 from edgesleep.memory import Memory
 from edgesleep.models import resolve
+from edgesleep.progress import Progress
 from edgesleep.sleep import SleepCost, replay
 from edgesleep.state import Window
 from edgesleep.tokenizer import Tokenizer
 
 
-def fingerprint(model_dir: Path, config: Config) -> str:
-    """What a memory is bound to: the model's architecture and weights (not the backend)."""
+def fingerprint(model_dir: Path, config: Config, manifest: dict | None = None) -> str:
+    """What a memory is bound to: the model's architecture and weights (not the backend). A model
+    over a pretrained base: its base's GGUF and memory layers, as its assembly's manifest records."""
     h = hashlib.sha256(json.dumps(asdict(config.args), sort_keys=True).encode())
+    if manifest is not None:
+        h.update(f"{manifest['gguf_sha256']} {manifest['memory_sha256']}".encode())
+        return h.hexdigest()
     # the weights: the safetensors copy, or else the ONNX graphs' shared weights file and graph
     files = ["weights.safetensors"] if (model_dir / "weights.safetensors").exists() else \
         [f for f in (WEIGHTS_DATA, "model.onnx") if (model_dir / f).exists()]
@@ -45,10 +52,15 @@ class Runtime:
         self._passes = _depth(passes)
         self.model_dir = resolve(model_dir)
         self.config = Config.load(self.model_dir)
-        self.tokenizer = Tokenizer.from_file(self.model_dir / "tokenizer.json")
-        self.backend: Backend = load_backend(backend, self.model_dir, self.config, threads)
+        graphs, manifest = self.model_dir, None
+        if self.config.base is not None:  # memory layers over a pretrained base: built on first open
+            graphs, manifest = assemble(self.model_dir, self.config, Progress(f"assembling {self.model_dir.name}", 5),
+                                        say=lambda s: print(f"warning: {s}", file=sys.stderr))
+        self.tokenizer = Tokenizer.from_file(graphs / "tokenizer.json")
+        self._chat = json.loads((graphs / "chat.json").read_text()) if (graphs / "chat.json").exists() else None
+        self.backend: Backend = load_backend(backend, graphs, self.config, threads)
         try:
-            self._memory = Memory(memory, self.config.args, fingerprint(self.model_dir, self.config),
+            self._memory = Memory(memory, self.config.args, fingerprint(self.model_dir, self.config, manifest),
                                  model=str(self.model_dir.resolve()))
         except BaseException:
             self.backend.close()
@@ -76,8 +88,7 @@ class Runtime:
     def _recover(self) -> None:
         """Rebuild the window from the head version, then replay what the journal holds beyond
         it (input fed before a crash, or after an interrupted correction)."""
-        for token in self._memory.head.pending:
-            self._step(token)
+        self._run(self._memory.head.pending)
         for record in self._memory.unconsolidated():
             self._consume(record)
 
@@ -91,20 +102,24 @@ class Runtime:
         return len(ids)
 
     def _consume(self, record: Record) -> None:
-        evicted = sum(self._step(token) for token in record.ids)
-        if evicted:
+        if self._run(record.ids):
             self._memory.commit(record.seq, self.window.text)
 
-    def _step(self, token: int) -> bool:
-        """One wake step; True when it filled the window, which is then evicted."""
-        if not self.window.pos and self.window.opener is not None:
-            self.backend.step(self.window.opener, self.window, self._memory.fast)
-        self._logits = self.backend.step(token, self.window, self._memory.fast)
-        if not self.window.full:
-            return False
-        self._memory.evict(len(self.window.text))
-        self.window = Window.empty(self.config.args)
-        return True
+    def _run(self, ids: list[int]) -> int:
+        """Wake on `ids`, as much of a window at a time as the backend takes; every full window
+        is evicted. Returns how many were."""
+        evicted, at = 0, 0
+        while at < len(ids):
+            if not self.window.pos and self.window.opener is not None:
+                self.backend.step(self.window.opener, self.window, self._memory.fast)
+            n = min(self.window.length - self.window.pos, len(ids) - at)
+            self._logits = self.backend.feed(ids[at:at + n], self.window, self._memory.fast)
+            at += n
+            if self.window.full:
+                self._memory.evict(len(self.window.text))
+                self.window = Window.empty(self.config.args)
+                evicted += 1
+        return evicted
 
     # -- sleep --------------------------------------------------------------------------------
     def sleep(self, passes: int | None = None, progress: Callable[[int, int], None] | None = None,
@@ -150,12 +165,57 @@ class Runtime:
             raise ValueError("empty question")
         saved = (self.window.copy(), self._memory.snapshot(), self._logits)
         try:
-            for token in ids:
-                self._step(token)
-            return self.tokenizer.words[self._greedy(self._logits)]
+            self._run(ids)
+            return self.tokenizer.token_text(self._greedy(self._logits))
         finally:
             self.window, snap, self._logits = saved
             self._memory.restore_snapshot(snap)
+
+    def ask(self, question: str, max_tokens: int = 64) -> str:
+        """The whole greedy answer to `question`, a pure query like `answer`. A chat model wraps
+        it in its chat template, default system prompt included, and stops at end of turn; a
+        task model answers with one token, as `answer`."""
+        if self._chat is None:
+            return self.answer(question)
+        if not question.strip():
+            raise ValueError("empty question")
+        ids = self.tokenizer.encode(self._prompt(question))
+        if len(ids) + 1 > self.config.args.window_text:
+            raise ValueError(f"the question takes {len(ids)} tokens with its chat template; the window holds "
+                             f"{self.config.args.window_text}: ask a shorter one, or feed the text and ask about it")
+        end = self.tokenizer.vocab.get(self._chat["end"], self._chat["eos_id"])
+        saved = (self.window.copy(), self._memory.snapshot(), self._logits)
+        try:
+            self._run(ids)
+            out: list[int] = []
+            for _ in range(max_tokens):
+                token = self._greedy(self._logits)
+                if token in (end, self._chat["eos_id"]):
+                    break
+                out.append(token)
+                self._run([token])
+            return self.tokenizer.decode(out).strip()
+        finally:
+            self.window, snap, self._logits = saved
+            self._memory.restore_snapshot(snap)
+
+    def _prompt(self, message: str) -> str:
+        """One user turn in the chat template (ChatML), with the default system prompt."""
+        system = self._chat.get("system")
+        head = f"<|im_start|>system\n{system}<|im_end|>\n" if system is not None else ""
+        return f"{head}<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
+
+    @property
+    def chat_template(self) -> bool:
+        """Whether this model chats (has a chat template): `ask` and `chat` use it."""
+        return self._chat is not None
+
+    def chat(self, message: str, max_tokens: int = 256) -> Iterator[str]:
+        """One chat turn, streamed: `message` in the chat template, then the reply; both are fed
+        into the memory, as the stream goes on."""
+        if self._chat is None:
+            raise ValueError(f"{self.model_dir.name} has no chat template; use feed and answer")
+        yield from self.generate(self._prompt(message), max_tokens=max_tokens, stop=[self._chat["end"]])
 
     @property
     def logits(self) -> np.ndarray | None:
@@ -177,11 +237,19 @@ class Runtime:
         self.feed(prompt)
         if self._logits is None:
             raise ValueError("generate needs a prompt or earlier input")
+        out, shown = [], ""
         for _ in range(max_tokens):
             token = self._greedy(self._logits) if temperature == 0 else self._sample(temperature, top_p, rng)
             self._consume(self._memory.append([token]))
-            word = self.tokenizer.words[token]
-            yield word
+            word = self.tokenizer.token_text(token)
+            if self.tokenizer.is_words:
+                yield word
+            else:  # byte-level tokens: yield text once its characters are whole
+                out.append(token)
+                text = self.tokenizer.decode(out)
+                if not text.endswith("\ufffd"):
+                    yield text[len(shown):]
+                    shown = text
             if word in stop:
                 return
 

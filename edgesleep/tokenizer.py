@@ -1,4 +1,5 @@
-"""Word-level tokenizers over a task's vocabulary (the task contract: split on whitespace only)."""
+"""Tokenizers: word-level over a task's vocabulary (the task contract: split on whitespace only),
+or a pretrained base's byte-level BPE, both as `tokenizers` files."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,16 +13,20 @@ WINDOW = "<w>"  # opens every window of the models that use one (ModelArgs.windo
 
 
 class Tokenizer:
-    """Thin wrapper over a `tokenizers` word-level model: text <-> ids."""
+    """Thin wrapper over a `tokenizers` model: text <-> ids. `words` (word-level only) spells each
+    id; a BPE tokenizer's text comes from `decode`."""
 
     def __init__(self, hf: HFTokenizer):
         self.hf = hf
         self.vocab = hf.get_vocab()
-        self.words = {i: w for w, i in self.vocab.items()}
-        self.pad_id = self.vocab["<pad>"]
-        self.unk_id = self.vocab["<unk>"]
-        self.window_id = self.vocab.get(WINDOW)
-        self.special_ids = [self.vocab[s] for s in SPECIALS] + ([self.window_id] if self.window_id is not None else [])
+        self.is_words = isinstance(hf.model, WordLevel)
+        self.words = {i: w for w, i in self.vocab.items()} if self.is_words else {}
+        self.pad_id, self.unk_id = self.vocab.get("<pad>"), self.vocab.get("<unk>")
+        self.window_id = self.vocab.get(WINDOW) if self.is_words else None
+        # never a greedy answer: padding, unknown and the window opener (a BPE model's control
+        # tokens stay: its end of turn is how an answer ends)
+        self.special_ids = ([self.vocab[s] for s in SPECIALS if s in self.vocab] + (
+            [self.window_id] if self.window_id is not None else [])) if self.is_words else []
 
     @classmethod
     def from_words(cls, words: list[str], window_token: bool = False) -> "Tokenizer":
@@ -52,4 +57,8 @@ class Tokenizer:
         return self.hf.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: list[int]) -> str:
-        return " ".join(self.words[i] for i in ids)
+        return " ".join(self.words[i] for i in ids) if self.is_words else self.hf.decode(ids, skip_special_tokens=False)
+
+    def token_text(self, token: int) -> str:
+        """One token as text: its word, or its bytes decoded."""
+        return self.words[token] if self.is_words else self.hf.decode([token], skip_special_tokens=False)

@@ -85,7 +85,7 @@ def test_backends_keep_the_protocol(tiny):
 
     config = Config.load(tiny.path)
     backend = OnnxBackend(tiny.path, config)
-    for name in ("step", "embed", "sleep_pass", "close"):
+    for name in ("step", "feed", "embed", "sleep_pass", "close"):
         declared = [p for p in inspect.signature(getattr(Backend, name)).parameters if p != "self"]
         assert list(inspect.signature(getattr(backend, name)).parameters) == declared, name
         assert list(inspect.signature(getattr(gguf.GgufBackend, name)).parameters)[1:] == declared, name

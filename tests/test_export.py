@@ -26,7 +26,7 @@ def test_runtime_matches_torch(which, passes, request):
         for i, s in zip(model.args.gdn_layers, ref_S):
             np.testing.assert_allclose(rt._memory.consolidated.S[i], s, atol=1e-4, rtol=1e-4)
         for t in q_ids:
-            rt._step(t)
+            rt._run([t])
         logits = rt._logits
         assert np.abs(ref_logits).max() > 0.1  # not a trivially-zero comparison
         np.testing.assert_allclose(logits, ref_logits, atol=1e-4, rtol=1e-4)

@@ -139,7 +139,7 @@ def test_runtime_fast_weights_run_in_llama(tiny_gguf):
         S = {i: x.copy() for i, x in rt._memory.consolidated.S.items()}
         q_ids = rt.tokenizer.encode(QUESTION)
         for t in q_ids:
-            rt._step(t)
+            rt._run([t])
         ref, S_after = rt._logits, {i: x.copy() for i, x in rt._memory.fast.S.items()}
     got = llama_window(s, q_ids, S)[-1]
     np.testing.assert_allclose(got, ref, **TOL)

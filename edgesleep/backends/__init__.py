@@ -24,6 +24,10 @@ class Backend(Protocol):
         """One wake step: `token` at the next slot of `window`, which it appends to; `window`'s
         caches and `fast` are updated in place. Returns the next-token logits (vocab,)."""
 
+    def feed(self, tokens: list[int], window: Window, fast: FastWeights) -> np.ndarray:
+        """`step` for each of `tokens` (which fit in the window), in as few calls as the backend
+        can; the last one's logits."""
+
     def embed(self, tokens: list[int]) -> np.ndarray:
         """The input of sleep pass 1 for a window of `tokens`: (L, d), zero-padded."""
 
@@ -35,8 +39,16 @@ class Backend(Protocol):
 
 
 def load_backend(name: str, model_dir: Path, config: Config, threads: int | None = None) -> Backend:
-    """"onnx"; "gguf" (llama.cpp on model.gguf); "gguf:QUANT" (on model.QUANT.gguf, e.g. q8_0)."""
+    """"onnx"; "gguf" (llama.cpp on model.gguf); "gguf:QUANT" (on model.QUANT.gguf, e.g. q8_0).
+    A model over a pretrained base runs on its assembled graph (`model_dir` is that folder)."""
     kind, _, quant = name.partition(":")
+    if config.base is not None:
+        if name != "onnx":
+            raise ValueError(f"backend {name!r}: a llama base with GDN memory layers has no exact llama.cpp "
+                             "architecture (qwen35's layers differ from llama's); use the onnx backend")
+        from edgesleep.backends.llama import LlamaBackend
+
+        return LlamaBackend(model_dir, config, threads)
     if name == "onnx":
         from edgesleep.backends.onnx import OnnxBackend
 

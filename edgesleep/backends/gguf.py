@@ -438,6 +438,11 @@ class GgufBackend:
     def embed(self, tokens: list[int]) -> np.ndarray:
         return self._sleep.embed(tokens)
 
+    def feed(self, tokens: list[int], window: Window, fast: FastWeights) -> np.ndarray:
+        for token in tokens:  # S is read back after every token, so that each step's is right
+            logits = self.step(token, window, fast)
+        return logits
+
     def sleep_pass(self, features: np.ndarray, mask: np.ndarray, fast: FastWeights) -> tuple[np.ndarray, FastWeights]:
         return self._sleep.sleep_pass(features, mask, fast)
 
