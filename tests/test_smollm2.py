@@ -16,6 +16,8 @@ import edgesleep  # noqa: E402
 from edgesleep.cli import main as cli  # noqa: E402
 from edgesleep.llama.assemble import MEMORY_FILE, write_safetensors  # noqa: E402
 from edgesleep.llama.graph import MemoryArgs, init_memory  # noqa: E402
+from edgesleep.sleep import sleep  # noqa: E402
+from edgesleep.state import FastWeights  # noqa: E402
 from test_llama_graph import D, MEM, SMOL_PROMPTS, VOCAB, write_tiny_gguf  # noqa: E402
 
 SYSTEM = "Be brief."
@@ -201,3 +203,26 @@ def test_smollm2_answers_as_llama_cpp_does(tmp_path, monkeypatch):
             theirs.append(token)
             llm.eval([token])
         assert llm.detokenize(theirs).decode().strip() == got
+
+
+def test_both_sleep_definitions(base, tmp_path):
+    """"features" (the paper's: pass n+1 reads pass n's features) and "reread" (every pass reads
+    the tokens): the same wake and the same N = 1, different deeper states."""
+    text = "the theme then the other there " * 14
+    out = {}
+    for mode in ("reread", "features"):
+        config = json.loads((base / "config.json").read_text())
+        (base / "config.json").write_text(json.dumps({**config, "sleep": mode}))
+        with edgesleep.open(base, memory=tmp_path / mode) as rt:
+            rt.feed(text)
+            wake = ({m: s.copy() for m, s in rt._memory.fast.S.items()}, rt.logits)
+            window = rt.tokenizer.encode(text)[:96]
+            zero = FastWeights({m: np.zeros_like(s) for m, s in wake[0].items()})
+            one, two = sleep(rt.backend, window, zero, 1), sleep(rt.backend, window, zero, 2)
+            out[mode] = wake, one, two
+    (w_a, one_a, two_a), (w_b, one_b, two_b) = out["reread"], out["features"]
+    np.testing.assert_allclose(w_a[1], w_b[1], atol=1e-5)  # the features input, empty, changes no wake
+    for m in one_a.S:
+        np.testing.assert_allclose(one_a.S[m], one_b.S[m], atol=1e-5)  # pass 1 reads the tokens in both
+    assert any(not np.allclose(two_a.S[m], two_b.S[m], atol=1e-4) for m in two_a.S)
+    assert any(not np.allclose(two_b.S[m], one_b.S[m], atol=1e-4) for m in two_b.S)

@@ -6,8 +6,11 @@ does in the gguf backend: the window records `start`, the fast weights it began 
 window that the session no longer holds (after `answer` restored an older one) is rebuilt from
 them and its tokens. S and the conv states of the memory layers come back after every call.
 
-A sleep pass re-reads the window's tokens with S carried over ("reread"): the base never saw its
-own features as input, so the paper's features-as-input pass is not offered here yet.
+A sleep pass is one of two things, as config.json's "sleep" says. "features", the paper's: pass 1
+reads the window's tokens, each later pass the features (the residual stream before the final
+norm) that the one before left, with S carried over. "reread": every pass reads the window's
+tokens again, with S carried over; the base never saw its own features as input, so this may suit
+it better. Pass 1 is the wake pass either way, so N = 1 is the ordinary hybrid.
 """
 from __future__ import annotations
 
@@ -25,10 +28,10 @@ class LlamaBackend:
 
     def __init__(self, folder: Path, config: Config, threads: int | None = None):
         """`folder`: the assembled graphs (edgesleep/llama/assemble.py)."""
-        if config.sleep != "reread":
-            raise NotImplementedError(f"sleep {config.sleep!r} is not built for a pretrained base; use \"reread\"")
-        self.args = config.args
+        self.args, self.reread = config.args, config.sleep == "reread"
         self.session = WakeSession(folder / "model.onnx", window=self.args.window, threads=threads or 1)
+        if not (self.reread or self.session.features):
+            raise ValueError(f"{folder / 'model.onnx'} has no features input: delete the folder to rebuild it")
         if self.session.memories != len(self.args.gdn_layers):
             raise ValueError(f"{folder / 'model.onnx'} has {self.session.memories} memory layers, its config "
                              f"{len(self.args.gdn_layers)}: delete the folder to rebuild it")
@@ -82,16 +85,21 @@ class LlamaBackend:
         return True
 
     def embed(self, tokens: list[int]) -> np.ndarray:
-        """A reread pass's input is the window's tokens themselves."""
+        """Pass 1's input: the window's tokens themselves (the graph embeds them)."""
         return np.asarray(tokens, np.int64)
 
     def sleep_pass(self, features: np.ndarray, mask: np.ndarray, fast: FastWeights) -> tuple[np.ndarray, FastWeights]:
-        """The window's tokens (`features`, from embed) read again from `fast`, an empty cache and a
-        zero conv state; returns them and the S they leave."""
+        """One pass over a window from `fast`, an empty cache and a zero conv state: over its
+        tokens (ids, from embed) or over the previous pass's features (floats). Returns the next
+        pass's input (the tokens again when rereading, else this pass's features) and S."""
         self._live = None
         self._start(fast)
-        self.session.feed(features)
-        return features, FastWeights({m: self.session.S[m] for m in range(self.session.memories)})
+        if features.dtype.kind == "i":
+            self.session.feed(features)
+        else:
+            self.session.feed([], h=features)
+        out = features if self.reread else self.session.h_out
+        return out, FastWeights({m: self.session.S[m] for m in range(self.session.memories)})
 
     def close(self) -> None:
         """onnxruntime sessions free themselves."""

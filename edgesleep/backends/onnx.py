@@ -6,10 +6,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
-from onnx.external_data_helper import load_external_data_for_tensor
 
 from edgesleep.config import Config
 from edgesleep.state import FastWeights, Window
@@ -37,6 +34,10 @@ WEIGHTS_DATA = "graphs.data"  # the external weights both graphs share (export/t
 
 def _embeddings(path: Path, shape: tuple[int, int]) -> np.ndarray:
     """The token embedding table of the ONNX wake graph."""
+    import onnx  # here, not at import: only a deep sleep needs it, and it costs resident memory
+    from onnx import numpy_helper
+    from onnx.external_data_helper import load_external_data_for_tensor
+
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing")
     # Only this tensor's bytes are read: loading every weight of the graph to keep one table

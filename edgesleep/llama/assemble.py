@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-BUILDER = 1  # bump when the graph or tokenizer builder changes what it writes
+BUILDER = 2  # bump when the graph or tokenizer builder changes what it writes
 MEMORY_FILE = "memory.safetensors"
 GRAPH_FILES = ("model.onnx", "model.data", "tokenizer.json", "chat.json")
 _DTYPES = {"F32": np.float32, "F16": np.float16}
@@ -115,16 +115,16 @@ def assemble(model_dir: Path, config, progress=None, say=None) -> tuple[Path, di
     gguf, memory = base_gguf(base), model_dir / MEMORY_FILE
     if not memory.is_file():
         raise FileNotFoundError(f"{memory} is missing")
-    folder = cache_root() / f"{model_dir.name}-{_key(gguf, memory, layers)}"
+    folder = cache_root() / f"{model_dir.name}-{_key(gguf, memory, {**layers, 'sleep': config.sleep})}"
     manifest = _intact(folder)
     if manifest is not None:
         return folder, manifest
     if folder.exists() and say:
         say(f"the assembled {model_dir.name} in {folder} is incomplete or damaged; rebuilding it")
-    return folder, _build(folder, gguf, memory, layers, progress)
+    return folder, _build(folder, gguf, memory, layers, config.sleep == "features", progress)
 
 
-def _build(folder: Path, gguf: Path, memory: Path, layers: dict, progress) -> dict:
+def _build(folder: Path, gguf: Path, memory: Path, layers: dict, features: bool, progress) -> dict:
     # gguf and onnx are needed only here, not to run what is built
     from edgesleep.llama.gguf_weights import GGUFWeights
     from edgesleep.llama.graph import MemoryArgs, build_model, save
@@ -144,7 +144,7 @@ def _build(folder: Path, gguf: Path, memory: Path, layers: dict, progress) -> di
     weights = read_safetensors(memory)
     tick(2, steps)
     try:
-        model = build_model(w, memory=mem, memory_weights=weights, cache="shared")
+        model = build_model(w, memory=mem, memory_weights=weights, cache="shared", features=features)
     except (ValueError, KeyError) as e:
         raise ValueError(f"cannot assemble from {gguf} and {memory}: {e}") from None
     tick(3, steps)

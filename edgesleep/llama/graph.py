@@ -131,6 +131,9 @@ class _Options:
     head_accuracy_level: int | None = None  # the LM head's, when not accuracy_level
     cache: str = "split"  # "split": past in, new rows out; "shared": one buffer, appended in place
     embedding: str = "codes"  # "codes": the GGUF's blocks, scaled in the graph; "f32", "f16": a dense table
+    # an input `h` (T, d) read after the token embeddings, and an output `h_out` (T, d), the
+    # residual stream before the final norm: a sleep pass that reads the previous pass's features
+    features: bool = False
 
 
 class _Builder:
@@ -191,7 +194,10 @@ class _Builder:
         inputs += self._states(("cache_", [1, nkv, "L", hd]) if shared else ("past_", ["P", nkv, hd]), "")
 
         x = self.embed("tokens")
-        self.positions_and_lengths()
+        if self.opts.features:  # tokens or features, whichever the caller gives (the other empty)
+            inputs.append(helper.make_tensor_value_info("h", TensorProto.FLOAT, ["H", a.d_model]))
+            x = g.op("Concat", x, "h", axis=0)
+        self.positions_and_lengths(x)
         delta, norm_out = None, None
         for i in range(a.n_layers):
             if i in mem.before:
@@ -202,7 +208,8 @@ class _Builder:
             delta = self.mlp(i, hn)
         if a.n_layers in mem.before:  # after the last layer, before the output norm
             x, delta = self.memory_layer(mem.before.index(a.n_layers), x, delta)
-        norm_out, _ = self.norm(x, delta, self.norm_weight("output_norm.weight"))
+        norm_out, stream = self.norm(x, delta, self.norm_weight("output_norm.weight"))
+
         if not self.opts.all_logits:  # the last token's row only: the LM head is a fifth of the work
             norm_out = g.op("Slice", norm_out, g.ints(-1), g.ints(1 << 62), g.ints(0))
         head = "output.weight" if "output.weight" in self.w else "token_embd.weight"
@@ -214,6 +221,9 @@ class _Builder:
             g.op("Reshape", logits, g.ints(-1), outputs=["logits"])
             outputs.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, [a.vocab_size]))
         outputs += self._states(("present_", [1, nkv, "L", hd]) if shared else ("new_", ["T", nkv, hd]), "new_")
+        if self.opts.features:  # last, so that logits stay first
+            g.op("Identity", stream, outputs=["h_out"])
+            outputs.append(helper.make_tensor_value_info("h_out", TensorProto.FLOAT, ["T", a.d_model]))
         graph = helper.make_graph(g.nodes, "llama", inputs, outputs, list(g.inits.values()))
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)])
         model.ir_version = 10
@@ -248,11 +258,11 @@ class _Builder:
             x = g.op("Add", x, g.op("Gather", g.const(E.offset[..., None], "token_embd.offset"), tokens))
         return g.op("Reshape", x, g.ints(-1, d))
 
-    def positions_and_lengths(self) -> None:
-        """Shared by every layer: the RoPE positions pos..pos+T-1 (1, T), and the attention's
-        lengths, past + new (int32, as GroupQueryAttention takes them)."""
+    def positions_and_lengths(self, x: str) -> None:
+        """Shared by every layer: the RoPE positions pos..pos+T-1 (1, T) of the rows of x, and
+        the attention's lengths, past + new (int32, as GroupQueryAttention takes them)."""
         g = self.g
-        T = g.op("Shape", "tokens")
+        T = g.op("Shape", x, start=0, end=1)
         P = "pos" if self.opts.cache == "shared" else g.op("Shape", "past_k.0", start=0, end=1)
         pos = g.op("Squeeze", "pos", g.ints(0))
         positions = g.op("Range", pos, g.op("Add", pos, g.op("Squeeze", T, g.ints(0))),
@@ -373,7 +383,7 @@ def build_model(w: GGUFWeights, memory: MemoryArgs | None = None,
                 memory_weights: dict[str, np.ndarray] | None = None, accuracy_level: int = 4,
                 all_logits: bool = False, positions: int | None = None,
                 head_accuracy_level: int | None = None, cache: str = "split",
-                embedding: str = "codes") -> onnx.ModelProto:
+                embedding: str = "codes", features: bool = False) -> onnx.ModelProto:
     """The wake/feed graph in memory. `positions` bounds pos + T (default: the GGUF's context
     length, at most 8192), the size of the RoPE tables."""
     memory = memory or MemoryArgs()
@@ -382,7 +392,7 @@ def build_model(w: GGUFWeights, memory: MemoryArgs | None = None,
     if memory.before and memory_weights is None:
         memory_weights = init_memory(memory, w.args.d_model)
     positions = positions or min(w.args.context_length, 8192)
-    return _Builder(w, memory, memory_weights or {}, _Options(accuracy_level, all_logits, head_accuracy_level, cache, embedding), positions).build()
+    return _Builder(w, memory, memory_weights or {}, _Options(accuracy_level, all_logits, head_accuracy_level, cache, embedding, features), positions).build()
 
 
 def save(model: onnx.ModelProto, folder: str | Path) -> Path:

@@ -59,6 +59,11 @@ class WakeSession:
         self.all_logits = len(out.shape) == 2
         self.vocab = out.shape[-1]
         self.io_binding = bool(io_binding) or self.shared
+        # a graph built with features: rows of features may follow the tokens, and the residual
+        # stream before the final norm comes back as `h_out` (a sleep pass's next input)
+        self.features = "h" in ins
+        self._no_h = np.zeros((0, ins["h"].shape[1]) if self.features else (0, 0), np.float32)
+        self.h_out: np.ndarray | None = None
         self.P = 0
         self._pos = np.zeros(1, np.int64)
         self._logits = np.zeros(self.vocab, np.float32)
@@ -87,11 +92,15 @@ class WakeSession:
             for S in self.S:
                 S[:] = 0
 
-    def feed(self, tokens) -> np.ndarray:
-        """Run `tokens` at the next positions of the window; returns the logits (vocab,) of the
-        last one, or (T, vocab) for a graph built with all_logits."""
+    def feed(self, tokens, h: np.ndarray | None = None) -> np.ndarray:
+        """Run `tokens` (then rows of features `h`, with a graph built with features) at the next
+        positions of the window; returns the logits (vocab,) of the last one, or (T, vocab) for
+        a graph built with all_logits. `h_out` then holds the features of every row."""
         tokens = np.asarray(tokens, np.int64).reshape(-1)
-        T, P = len(tokens), self.P
+        if h is not None and not self.features:
+            raise ValueError("this graph was built without a features input")
+        self._h = self._no_h if h is None else np.ascontiguousarray(h, np.float32)
+        T, P = len(tokens) + len(self._h), self.P
         if P + T > self.window:
             raise ValueError(f"{T} tokens do not fit the window ({P} of {self.window} used)")
         self._pos[0] = P
@@ -106,6 +115,8 @@ class WakeSession:
 
     def _run(self, tokens: np.ndarray, T: int, P: int) -> np.ndarray:
         feeds = {"tokens": tokens, "pos": self._pos}
+        if self.features:
+            feeds["h"] = self._h
         for i in range(self.layers):
             feeds[f"past_k.{i}"], feeds[f"past_v.{i}"] = self.k[i, :P], self.v[i, :P]
         for m in range(self.memories):
@@ -113,6 +124,9 @@ class WakeSession:
         outs = self.sess.run(None, feeds)
         names = [o.name for o in self.sess.get_outputs()]
         for name, value in zip(names[1:], outs[1:]):
+            if name == "h_out":
+                self.h_out = value
+                continue
             kind, idx = name.split(".")
             idx = int(idx)
             if kind == "new_k":
@@ -125,8 +139,13 @@ class WakeSession:
                 self.conv[idx] = value
         return outs[0]
 
-    def _bind_states(self, io) -> list:
-        """S and conv are read and written by one call: the outputs go to fresh arrays."""
+    def _bind_states(self, io, T: int) -> list:
+        """S and conv are read and written by one call: the outputs go to fresh arrays. So do
+        the features, where the graph has them."""
+        if self.features:
+            self.h_out = np.empty((T, self._no_h.shape[1]), np.float32)
+            io.bind_cpu_input("h", self._h)
+            io.bind_output("h_out", "cpu", 0, np.float32, self.h_out.shape, self.h_out.ctypes.data)
         new_states = []
         for m in range(self.memories):
             S, conv = np.empty_like(self.S[m]), np.empty_like(self.conv[m])
@@ -143,7 +162,7 @@ class WakeSession:
         if self.all_logits:
             logits = np.empty((T, self.vocab), np.float32)
             io.bind_output("logits", "cpu", 0, np.float32, logits.shape, logits.ctypes.data)
-        new_states = self._bind_states(io)
+        new_states = self._bind_states(io, T)
         self.sess.run_with_iobinding(io)
         for m, (S, conv) in enumerate(new_states):
             self.S[m], self.conv[m] = S, conv
@@ -160,7 +179,7 @@ class WakeSession:
                 io.bind_cpu_input(f"past_{name}.{i}", buf[i, :P])
                 new = buf[i, P:P + T]
                 io.bind_output(f"new_{name}.{i}", "cpu", 0, np.float32, new.shape, new.ctypes.data)
-        new_states = self._bind_states(io)
+        new_states = self._bind_states(io, T)
         self.sess.run_with_iobinding(io)
         for m, (S, conv) in enumerate(new_states):
             self.S[m], self.conv[m] = S, conv
