@@ -215,7 +215,12 @@ class Runtime:
         into the memory, as the stream goes on."""
         if self._chat is None:
             raise ValueError(f"{self.model_dir.name} has no chat template; use feed and answer")
-        yield from self.generate(self._prompt(message), max_tokens=max_tokens, stop=[self._chat["end"]])
+        end = self._chat["end"]
+        for piece in self.generate(self._prompt(message), max_tokens=max_tokens, stop=[end]):
+            if piece.endswith(end):  # the end of turn is fed, not shown
+                piece = piece[:-len(end)]
+            if piece:
+                yield piece
 
     @property
     def logits(self) -> np.ndarray | None:

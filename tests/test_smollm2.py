@@ -189,6 +189,8 @@ def test_smollm2_answers_as_llama_cpp_does(tmp_path, monkeypatch):
     with edgesleep.open("smollm2") as rt:
         ours = [rt.ask(q, max_tokens=24) for q in questions]
         prompts = [rt._prompt(q) for q in questions]
+        # a chat turn on an empty window is the same query, streamed and fed (its end of turn not shown)
+        assert "".join(rt.chat(questions[0], max_tokens=24)).strip() == ours[0]
         path = base_gguf(rt.config.base)
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=1, verbose=False)
     end = llm.tokenize(b"<|im_end|>", add_bos=False, special=True)[0]
