@@ -1,7 +1,8 @@
 """Where model directories are found: a path, or the name of a bundled model.
 
 The bundled models are the package `edgesleep.bundled` (the repository's models/ folder), found
-through the import system, so the same names work in a checkout and in an installed wheel.
+through the import system, so the same names work in an editable install of a checkout and in an
+installed wheel (a checkout merely on PYTHONPATH has no such package: pass model paths there).
 $EDGESLEEP_MODELS, when set, is searched first.
 """
 from __future__ import annotations

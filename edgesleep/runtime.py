@@ -183,14 +183,13 @@ class Runtime:
         if len(ids) + 1 > self.config.args.window_text:
             raise ValueError(f"the question takes {len(ids)} tokens with its chat template; the window holds "
                              f"{self.config.args.window_text}: ask a shorter one, or feed the text and ask about it")
-        end = self.tokenizer.vocab.get(self._chat["end"], self._chat["eos_id"])
         saved = (self.window.copy(), self._memory.snapshot(), self._logits)
         try:
             self._run(ids)
             out: list[int] = []
             for _ in range(max_tokens):
                 token = self._greedy(self._logits)
-                if token in (end, self._chat["eos_id"]):
+                if token in self._ends:
                     break
                 out.append(token)
                 self._run([token])
@@ -206,21 +205,31 @@ class Runtime:
         return f"{head}<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
 
     @property
+    def _ends(self) -> set[int]:
+        """The tokens that end a chat model's turn: the template's end of turn and end of text."""
+        return {self.tokenizer.vocab.get(self._chat["end"], self._chat["eos_id"]), self._chat["eos_id"]}
+
+    @property
     def chat_template(self) -> bool:
         """Whether this model chats (has a chat template): `ask` and `chat` use it."""
         return self._chat is not None
 
     def chat(self, message: str, max_tokens: int = 256) -> Iterator[str]:
         """One chat turn, streamed: `message` in the chat template, then the reply; both are fed
-        into the memory, as the stream goes on."""
+        into the memory, as the stream goes on. Every turn carries the default system prompt, so
+        that it stands on its own once earlier turns are evicted."""
         if self._chat is None:
             raise ValueError(f"{self.model_dir.name} has no chat template; use feed and answer")
-        end = self._chat["end"]
-        for piece in self.generate(self._prompt(message), max_tokens=max_tokens, stop=[end]):
-            if piece.endswith(end):  # the end of turn is fed, not shown
-                piece = piece[:-len(end)]
+        ends = {self.tokenizer.token_text(t) for t in self._ends}
+        ended = False
+        for piece in self.generate(self._prompt(message), max_tokens=max_tokens, stop=list(ends)):
+            for end in ends:
+                if piece.endswith(end):  # the end of turn is fed, not shown
+                    piece, ended = piece[:-len(end)], True
             if piece:
                 yield piece
+        # a reply cut off at max_tokens still closes its turn, so that the next one starts clean
+        self.feed(("" if ended else self._chat["end"]) + "\n")
 
     @property
     def logits(self) -> np.ndarray | None:

@@ -114,14 +114,13 @@ def daemon(model: str | Path, memory: Path, passes: int | None, policy: Policy, 
         reason = policy.reason()
         if reason:
             try:
-                rt = Runtime(model, memory=memory)
+                rt = Runtime(model, memory=memory, passes=passes)
             except MemoryError_ as e:
                 if "in use" not in str(e):
                     raise
                 rt = None  # the user has it open: try again later
             if rt is not None:
                 with rt:
-                    n = passes or rt.passes
                     if rt.needs_sleep():
                         cpu0, j0 = time.process_time(), energy_joules()
 
@@ -131,10 +130,10 @@ def daemon(model: str | Path, memory: Path, passes: int | None, policy: Policy, 
                                     or (budget.joules is not None and j is not None and j0 is not None
                                         and j - j0 > budget.joules))
 
-                        cost = rt.sleep(n, should_stop=over_budget)
+                        cost = rt.sleep(should_stop=over_budget)
                         j1 = energy_joules()
                         rec = {"t": time.time(), "reason": reason, "done": cost is not None,
-                               "passes": n, "cpu_s": round(time.process_time() - cpu0, 4),
+                               "passes": rt.passes, "cpu_s": round(time.process_time() - cpu0, 4),
                                "tokens": cost.tokens if cost else None,
                                "joules": None if j0 is None or j1 is None else round(j1 - j0, 3)}
                         log_sleep(memory, rec)

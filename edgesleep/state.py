@@ -127,7 +127,8 @@ class Window:
     @property
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         """(arrays by graph input name: k.<layer>, v.<layer>, conv.<layer>; the facts: tokens,
-        length, opener). `start` is the llama.cpp backend's and is not part of it."""
+        length, opener). `start`, which the backends that keep the attention cache themselves
+        record, is not part of it: a window made from a state is fed from its first token."""
         arrays = {f"conv.{i}": c for i, c in self.conv.items()}
         for i, (k, v) in self.kv.items():
             arrays[f"k.{i}"], arrays[f"v.{i}"] = k, v

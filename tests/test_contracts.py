@@ -81,7 +81,7 @@ def test_window_state_round_trips(tiny):
 
 
 def test_backends_keep_the_protocol(tiny):
-    from edgesleep.backends import gguf
+    from edgesleep.backends import gguf, llama
 
     config = Config.load(tiny.path)
     backend = OnnxBackend(tiny.path, config)
@@ -89,6 +89,7 @@ def test_backends_keep_the_protocol(tiny):
         declared = [p for p in inspect.signature(getattr(Backend, name)).parameters if p != "self"]
         assert list(inspect.signature(getattr(backend, name)).parameters) == declared, name
         assert list(inspect.signature(getattr(gguf.GgufBackend, name)).parameters)[1:] == declared, name
+        assert list(inspect.signature(getattr(llama.LlamaBackend, name)).parameters)[1:] == declared, name
     assert backend.name == "onnx" and backend.args == config.args
 
     assert not issubclass(gguf.GgufBackend, OnnxBackend) and OnnxBackend not in gguf.GgufBackend.__mro__

@@ -302,6 +302,26 @@ def test_daemon_sleeps_when_idle(tiny, tmp_path, monkeypatch):
         assert rt._memory.head.deep and rt._memory.head.passes == 2  # the deepest the tiny model was trained for
 
 
+def test_daemon_stops_after_its_rounds_whatever_the_depth(tiny, tmp_path, monkeypatch):
+    """--rounds counts polls; a sleep of depth 1 (below the rounds) once reset the count."""
+    from edgesleep.scheduler import Budget, Policy, daemon
+
+    mem = tmp_path / "m"
+    polls = []
+
+    class Always(Policy):
+        def reason(self):
+            polls.append(1)
+            if len(polls) > 10:
+                raise AssertionError("the daemon did not stop after its rounds")
+            return "test"
+
+    with edgesleep.open(tiny.path, memory=mem) as rt:
+        rt.feed(" ".join(LINES[:4]))
+    daemon(tiny.path, mem, 1, Always(mem), Budget(), poll_s=0, rounds=3, say=lambda s: None)
+    assert len(polls) == 3
+
+
 def test_deep_sleep_and_eval_default_to_the_models_depth(tiny, tmp_path, capsys):
     model = tiny.path
     deep3 = tmp_path / "deep3"  # the tiny model, as if trained up to N = 3: a depth no default names

@@ -4,7 +4,9 @@ eviction, sleep and chat. The base here is a tiny llama GGUF the test writes (wi
 BPE tokenizer and a ChatML template); the last tests use the real SmolLM2 when it is installed."""
 import importlib.util
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +87,12 @@ def folders(model: Path) -> list[Path]:
 
 def test_assembled_once_and_reused_rebuilt_when_the_memory_changes(base, capsys):
     with edgesleep.open(base) as rt:
-        assert rt.ask("hi") is not None
+        rt.ask("hi", max_tokens=4)
     assert "assembling tinychat" in capsys.readouterr().err
     [folder] = folders(base)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert sorted(manifest["files"]) == ["chat.json", "model.data", "model.onnx", "tokenizer.json"]
+    assert json.loads((folder / "chat.json").read_text())["system"] == SYSTEM  # read from the GGUF's template
     stamp = (folder / "model.onnx").stat().st_mtime_ns
     with edgesleep.open(base):
         pass
@@ -110,10 +115,12 @@ def test_damaged_cache_is_rebuilt_and_interrupted_assembly_leaves_nothing_used(b
         rt.feed("the the")
     assert "rebuilding" in capsys.readouterr().err
     shutil.rmtree(folder)
-    (folder.parent / f".{folder.name}.half").mkdir()  # what a killed assembly leaves: a temp folder
+    half = folder.parent / f".{folder.name}.half"  # what a killed assembly leaves: a temp folder
+    half.mkdir()
+    os.utime(half, (time.time() - 7200, time.time() - 7200))
     with edgesleep.open(base):
         pass
-    assert (folder / "manifest.json").exists()
+    assert (folder / "manifest.json").exists() and not half.exists()
 
 
 def test_missing_base_and_truncated_gguf_are_one_line_errors(base, tmp_path, capsys):
@@ -163,8 +170,12 @@ def test_feed_evicts_windows_ask_is_pure_and_sleep_reads_again(base, tmp_path):
             np.testing.assert_array_equal(s, wake[m])
     with edgesleep.open(base, memory=tmp_path / "m") as rt:  # reopened: the deep version and chat
         assert rt.versions()[-1]["kind"] == "deep"
+        before = rt.status()["journal_tokens"]
         reply = "".join(rt.chat("hello", max_tokens=5))
-        assert isinstance(reply, str) and rt.status()["journal_tokens"] > 0
+        turn = len(rt.tokenizer.encode(rt._prompt("hello")))
+        # the turn, the reply (at most 5 tokens) and the close of the turn are all in the journal
+        assert turn + 1 <= rt.status()["journal_tokens"] - before <= turn + 5 + 2
+        assert "<|im_end|>" not in reply
     with pytest.raises(ValueError, match="window holds"):
         with edgesleep.open(base) as rt:
             rt.ask("the " * 90)

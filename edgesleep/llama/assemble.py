@@ -17,10 +17,12 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
+STALE_S = 3600  # a temporary folder this old is what a killed assembly left
 BUILDER = 2  # bump when the graph or tokenizer builder changes what it writes
 MEMORY_FILE = "memory.safetensors"
 GRAPH_FILES = ("model.onnx", "model.data", "tokenizer.json", "chat.json")
@@ -149,6 +151,9 @@ def _build(folder: Path, gguf: Path, memory: Path, layers: dict, features: bool,
         raise ValueError(f"cannot assemble from {gguf} and {memory}: {e}") from None
     tick(3, steps)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for left in folder.parent.glob(f".{folder.name}.*"):  # killed assemblies' (not a running one's)
+        if time.time() - left.stat().st_mtime > STALE_S:
+            shutil.rmtree(left, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         graph = save(model, tmp / "graph")
@@ -166,6 +171,10 @@ def _build(folder: Path, gguf: Path, memory: Path, layers: dict, features: bool,
                     "files": {f: (tmp / f).stat().st_size for f in GRAPH_FILES}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         os.chmod(tmp, 0o755)
+        done = _intact(folder)
+        if done is not None:  # another process finished the same assembly meanwhile: keep its
+            shutil.rmtree(tmp, ignore_errors=True)
+            return done
         old = folder.with_name(f".{folder.name}.old")
         if folder.exists():
             shutil.rmtree(old, ignore_errors=True)
