@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import asdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -163,10 +164,17 @@ class Runtime:
         ids = self.tokenizer.encode(question)
         if not ids:
             raise ValueError("empty question")
-        saved = (self.window.copy(), self._memory.snapshot(), self._logits)
-        try:
+        with self._pure_query():
             self._run(ids)
             return self.tokenizer.token_text(self._greedy(self._logits))
+
+    @contextmanager
+    def _pure_query(self) -> Iterator[None]:
+        """Whatever runs inside leaves the window, the fast weights and the logits as they were
+        (the journal is written only by feeds)."""
+        saved = (self.window.copy(), self._memory.snapshot(), self._logits)
+        try:
+            yield
         finally:
             self.window, snap, self._logits = saved
             self._memory.restore_snapshot(snap)
@@ -183,8 +191,7 @@ class Runtime:
         if len(ids) + 1 > self.config.args.window_text:
             raise ValueError(f"the question takes {len(ids)} tokens with its chat template; the window holds "
                              f"{self.config.args.window_text}: ask a shorter one, or feed the text and ask about it")
-        saved = (self.window.copy(), self._memory.snapshot(), self._logits)
-        try:
+        with self._pure_query():
             self._run(ids)
             out: list[int] = []
             for _ in range(max_tokens):
@@ -194,9 +201,6 @@ class Runtime:
                 out.append(token)
                 self._run([token])
             return self.tokenizer.decode(out).strip()
-        finally:
-            self.window, snap, self._logits = saved
-            self._memory.restore_snapshot(snap)
 
     def _prompt(self, message: str) -> str:
         """One user turn in the chat template (ChatML), with the default system prompt."""

@@ -38,6 +38,13 @@ class Backend(Protocol):
         """Free what the backend holds outside Python (llama.cpp's context)."""
 
 
+def feed_by_steps(backend: Backend, tokens: list[int], window: Window, fast: FastWeights) -> np.ndarray:
+    """`feed` for a backend whose wake graph takes one token a call: a step each."""
+    for token in tokens:
+        logits = backend.step(token, window, fast)
+    return logits
+
+
 def load_backend(name: str, model_dir: Path, config: Config, threads: int | None = None) -> Backend:
     """"onnx"; "gguf" (llama.cpp on model.gguf); "gguf:QUANT" (on model.QUANT.gguf, e.g. q8_0).
     A model over a pretrained base runs on its assembled graph (`model_dir` is that folder)."""

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgesleep.backends import feed_by_steps
 from edgesleep.backends.onnx import OnnxSleep
 from edgesleep.config import Config
 from edgesleep.state import FastWeights, Window
@@ -439,9 +440,7 @@ class GgufBackend:
         return self._sleep.embed(tokens)
 
     def feed(self, tokens: list[int], window: Window, fast: FastWeights) -> np.ndarray:
-        for token in tokens:  # S is read back after every token, so that each step's is right
-            logits = self.step(token, window, fast)
-        return logits
+        return feed_by_steps(self, tokens, window, fast)  # S is read back after every token
 
     def sleep_pass(self, features: np.ndarray, mask: np.ndarray, fast: FastWeights) -> tuple[np.ndarray, FastWeights]:
         return self._sleep.sleep_pass(features, mask, fast)

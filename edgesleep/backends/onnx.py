@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edgesleep.backends import feed_by_steps
 from edgesleep.config import Config
 from edgesleep.state import FastWeights, Window
 
@@ -99,9 +100,7 @@ class OnnxBackend:
         return self._sleep.embed(tokens)
 
     def feed(self, tokens: list[int], window: Window, fast: FastWeights) -> np.ndarray:
-        for token in tokens:  # the wake graph takes one token: a call each
-            logits = self.step(token, window, fast)
-        return logits
+        return feed_by_steps(self, tokens, window, fast)  # the wake graph takes one token a call
 
     def sleep_pass(self, features: np.ndarray, mask: np.ndarray, fast: FastWeights) -> tuple[np.ndarray, FastWeights]:
         return self._sleep.sleep_pass(features, mask, fast)

@@ -89,11 +89,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _key(gguf: Path, memory: Path, layers: dict) -> str:
+def _key(gguf: Path, memory_sha: str, layers: dict) -> str:
     from edgesleep import __version__
 
     st = gguf.stat()
-    parts = [str(gguf.resolve()), str(st.st_size), str(st.st_mtime_ns), _sha256(memory),
+    parts = [str(gguf.resolve()), str(st.st_size), str(st.st_mtime_ns), memory_sha,
              json.dumps(layers, sort_keys=True), __version__, str(BUILDER)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -117,16 +117,18 @@ def assemble(model_dir: Path, config, progress=None, say=None) -> tuple[Path, di
     gguf, memory = base_gguf(base), model_dir / MEMORY_FILE
     if not memory.is_file():
         raise FileNotFoundError(f"{memory} is missing")
-    folder = cache_root() / f"{model_dir.name}-{_key(gguf, memory, {**layers, 'sleep': config.sleep})}"
+    memory_sha = _sha256(memory)
+    folder = cache_root() / f"{model_dir.name}-{_key(gguf, memory_sha, {**layers, 'sleep': config.sleep})}"
     manifest = _intact(folder)
     if manifest is not None:
         return folder, manifest
     if folder.exists() and say:
         say(f"the assembled {model_dir.name} in {folder} is incomplete or damaged; rebuilding it")
-    return folder, _build(folder, gguf, memory, layers, config.sleep == "features", progress)
+    return folder, _build(folder, gguf, memory, memory_sha, layers, config.sleep == "features", progress)
 
 
-def _build(folder: Path, gguf: Path, memory: Path, layers: dict, features: bool, progress) -> dict:
+def _build(folder: Path, gguf: Path, memory: Path, memory_sha: str, layers: dict, features: bool,
+           progress) -> dict:
     # gguf and onnx are needed only here, not to run what is built
     from edgesleep.llama.gguf_weights import GGUFWeights
     from edgesleep.llama.graph import MemoryArgs, build_model, save
@@ -167,7 +169,7 @@ def _build(folder: Path, gguf: Path, memory: Path, layers: dict, features: bool,
                 "end": "<|im_end|>", "eos_id": int(tok.eos_id)}
         (tmp / "chat.json").write_text(json.dumps(chat, indent=1))
         tick(4, steps)
-        manifest = {"gguf": str(gguf), "gguf_sha256": sha, "memory_sha256": _sha256(memory), "builder": BUILDER,
+        manifest = {"gguf": str(gguf), "gguf_sha256": sha, "memory_sha256": memory_sha, "builder": BUILDER,
                     "files": {f: (tmp / f).stat().st_size for f in GRAPH_FILES}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         os.chmod(tmp, 0o755)
